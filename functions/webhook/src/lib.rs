@@ -1,0 +1,1 @@
+//! webhook Lambda (see README).

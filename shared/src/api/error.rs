@@ -1,0 +1,69 @@
+//! Errors of the KODE client, classified by whether a retry can help.
+
+use std::time::Duration;
+
+/// Never carries a token, a password or a client secret.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// KODE answered with a non-success status. `message` is KODE's own text
+    /// (its `error_description`, `message` or the raw body, truncated).
+    #[error("KODE answered {status} for {what}: {message}")]
+    Status {
+        status: u16,
+        what: String,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// Connect error, reset, or timeout before a response.
+    #[error("could not reach KODE for {what}: {message}")]
+    Transport { what: String, message: String },
+    /// Authentication failed (bad credentials, refresh and password grant refused).
+    #[error("KODE authentication failed: {0}")]
+    Auth(String),
+    /// A download URL on a host the token must not be sent to.
+    #[error("refused download from {host}: not a configured KODE host (allowed: {allowed})")]
+    ForeignHost { host: String, allowed: String },
+    /// The body is larger than the configured maximum.
+    #[error("download is larger than the maximum of {limit} bytes")]
+    TooLarge { limit: u64 },
+    /// The body ended before its announced length, or the connection broke.
+    #[error("download cut off after {received} bytes{}", expected.map(|e| format!(" of {e}")).unwrap_or_default())]
+    Truncated { received: u64, expected: Option<u64> },
+    /// KODE's response could not be decoded.
+    #[error("unexpected response from KODE for {what}: {message}")]
+    Decode { what: String, message: String },
+    /// Invalid input or configuration, found before sending anything.
+    #[error("{0}")]
+    Invalid(String),
+    /// The caller's deadline left no time for (another) attempt.
+    #[error("gave up on {what}: deadline reached after {attempts} attempt(s); last error: {last}")]
+    DeadlineExceeded {
+        what: String,
+        attempts: u32,
+        last: String,
+    },
+}
+
+impl ApiError {
+    /// Whether trying again later (a later delivery of the push) can help.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ApiError::Status { status, .. } => *status == 429 || *status >= 500 || *status == 408,
+            ApiError::Transport { .. } | ApiError::Truncated { .. } => true,
+            ApiError::DeadlineExceeded { .. } => true,
+            ApiError::Auth(_)
+            | ApiError::ForeignHost { .. }
+            | ApiError::TooLarge { .. }
+            | ApiError::Decode { .. }
+            | ApiError::Invalid(_) => false,
+        }
+    }
+
+    /// The HTTP status KODE answered, if any.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}

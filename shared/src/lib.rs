@@ -1,0 +1,13 @@
+//! kode-push: receive Ambita KODE pushes and keep a faithful copy of every
+//! delivered file. This crate holds everything the Lambdas and the `kode`
+//! command share: the KODE model and client, the sync rules and the storage
+//! ports with their AWS and local adapters.
+
+pub mod api;
+pub mod deadline;
+pub mod model;
+pub mod secret;
+pub mod store;
+
+pub use deadline::Deadline;
+pub use secret::Secret;

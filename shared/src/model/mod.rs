@@ -1,0 +1,24 @@
+//! Serde types for every KODE payload (see `docs/kode-api.md`).
+//!
+//! The published documentation disagrees with itself in many places; every
+//! type here accepts each documented variant, keeps unknown enum values
+//! instead of rejecting them, and ignores unknown fields.
+
+mod date;
+mod ids;
+mod open_enum;
+mod order;
+mod product;
+mod push;
+mod token;
+
+pub use date::KodeDate;
+pub use ids::{AssetId, MunicipalityNumber, OrderId, OrderLineId, SubOrderId};
+pub use open_enum::CodeName;
+pub use order::{Asset, AssetLocation, AssetStatus, Order, OrderLine, SubOrder};
+#[allow(unused_imports)]
+pub use product::*;
+pub use push::{
+    DistributorMessage, DistributorMessageType, OrderPush, Push, PushError, PushKind, PushStatus,
+};
+pub use token::{Scopes, TokenResponse};

@@ -1,0 +1,1 @@
+//! Products, prices and create-order requests (filled in below).
