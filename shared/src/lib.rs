@@ -4,6 +4,7 @@
 //! ports with their AWS and local adapters.
 
 pub mod api;
+pub mod aws;
 pub mod deadline;
 pub mod model;
 pub mod secret;

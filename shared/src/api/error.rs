@@ -28,7 +28,10 @@ pub enum ApiError {
     TooLarge { limit: u64 },
     /// The body ended before its announced length, or the connection broke.
     #[error("download cut off after {received} bytes{}", expected.map(|e| format!(" of {e}")).unwrap_or_default())]
-    Truncated { received: u64, expected: Option<u64> },
+    Truncated {
+        received: u64,
+        expected: Option<u64>,
+    },
     /// KODE's response could not be decoded.
     #[error("unexpected response from KODE for {what}: {message}")]
     Decode { what: String, message: String },

@@ -6,6 +6,7 @@
 
 mod date;
 mod ids;
+mod kind;
 mod open_enum;
 mod order;
 mod product;
@@ -14,6 +15,7 @@ mod token;
 
 pub use date::KodeDate;
 pub use ids::{AssetId, MunicipalityNumber, OrderId, OrderLineId, SubOrderId};
+pub use kind::OrderKind;
 pub use open_enum::CodeName;
 pub use order::{Asset, AssetLocation, AssetStatus, Order, OrderLine, SubOrder};
 #[allow(unused_imports)]

@@ -195,7 +195,8 @@ fn parse_distributor(object: &Map<String, Value>) -> Result<DistributorMessage, 
         .unwrap_or(content);
     let lookup = |key: &str| string_field(body, key).or_else(|| string_field(content, key));
     let id = lookup("id").ok_or(PushError::InvalidDistributorMessage("content.id"))?;
-    let message = lookup("message").ok_or(PushError::InvalidDistributorMessage("content.message"))?;
+    let message =
+        lookup("message").ok_or(PushError::InvalidDistributorMessage("content.message"))?;
     Ok(DistributorMessage {
         id,
         event_action: string_field(object, "eventAction").unwrap_or_else(|| "Created".to_owned()),
