@@ -1,0 +1,26 @@
+//! Shared helpers: the moto connection and unique resource names.
+
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The SDK configuration pointing at moto. Fails loudly, naming the test
+/// command, when the tests are run without it: such a test must never pass
+/// silently.
+pub async fn aws_config() -> aws_config::SdkConfig {
+    if std::env::var_os("AWS_ENDPOINT_URL").is_none() {
+        panic!(
+            "AWS_ENDPOINT_URL is not set: this test needs moto. Run the tests with \
+             `./infra/test.sh` (see README), which starts moto and exports it."
+        );
+    }
+    kode::aws::sdk_config().await
+}
+
+/// A name no other test (or earlier run against the same moto) uses.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}-{n}-{}", &random[..12])
+}
