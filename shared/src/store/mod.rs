@@ -62,6 +62,12 @@ pub struct ObjectMeta {
 #[async_trait]
 pub trait ChunkSource: Send {
     async fn next_chunk(&mut self) -> Result<Option<Bytes>, ApiError>;
+
+    /// The announced content type, if any (never trusted for anything but
+    /// metadata).
+    fn content_type(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// What an adapter wrote.
