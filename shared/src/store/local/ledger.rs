@@ -417,5 +417,4 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRecord> {
 }
 
 #[cfg(test)]
-#[path = "ledger_tests.rs"]
 mod tests;

@@ -107,3 +107,32 @@ fn sql_error(error: rusqlite::Error) -> StoreError {
 fn to_sql_int(value: u64, what: &str) -> Result<i64, StoreError> {
     i64::try_from(value).map_err(|_| StoreError::Permanent(format!("{what} {value} is too large")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn databases_are_durable_on_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("nested/x.sqlite"), "")
+            .await
+            .unwrap();
+
+        let (mode, sync): (String, i64) = db
+            .call(|conn| {
+                let mode = conn
+                    .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+                    .map_err(sql_error)?;
+                let sync = conn
+                    .query_row("PRAGMA synchronous", [], |r| r.get(0))
+                    .map_err(sql_error)?;
+                Ok((mode, sync))
+            })
+            .await
+            .unwrap();
+
+        assert_eq!(mode, "wal");
+        assert_eq!(sync, 2, "synchronous=FULL");
+    }
+}
