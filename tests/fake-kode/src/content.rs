@@ -11,6 +11,8 @@ use sha2::{Digest, Sha256};
 const CHUNK: u64 = 64 * 1024;
 /// Chunk size of slow downloads (a delay follows each chunk).
 pub(crate) const SLOW_CHUNK: u64 = 8 * 1024;
+/// Time hyper gets to write out what precedes a truncation.
+const FLUSH_PAUSE: Duration = Duration::from_millis(50);
 
 /// The bytes of an asset.
 #[derive(Clone)]
@@ -84,13 +86,17 @@ impl AssetContent {
             async move {
                 let pos = pos?;
                 if pos >= limit {
-                    return truncated.then(|| {
-                        let err = std::io::Error::new(
-                            std::io::ErrorKind::ConnectionAborted,
-                            "fake-kode: truncated body",
-                        );
-                        (Err(err), None)
-                    });
+                    if !truncated {
+                        return None;
+                    }
+                    // hyper drops its unsent buffer when the body fails: let
+                    // it flush the headers and the bytes before the cut first.
+                    tokio::time::sleep(FLUSH_PAUSE).await;
+                    let err = std::io::Error::new(
+                        std::io::ErrorKind::ConnectionAborted,
+                        "fake-kode: truncated body",
+                    );
+                    return Some((Err(err), None));
                 }
                 if pos > 0 {
                     if let Some(d) = delay {
@@ -120,18 +126,15 @@ impl std::fmt::Debug for AssetContent {
 /// outputs, where word `w` depends only on (seed, w), so any range can be
 /// produced without generating what precedes it.
 fn generate(seed: u64, start: u64, end: u64) -> Bytes {
-    let mut out = Vec::with_capacity((end - start) as usize);
-    let mut pos = start;
-    while pos < end {
-        let word = pos / 8;
-        let bytes =
-            splitmix64(seed.wrapping_add(word.wrapping_add(1).wrapping_mul(GOLDEN))).to_le_bytes();
-        let from = (pos % 8) as usize;
-        let take = (8 - from).min((end - pos) as usize);
-        out.extend_from_slice(&bytes[from..from + take]);
-        pos += take as u64;
+    let first_word = start / 8;
+    let words = (end.div_ceil(8) - first_word) as usize;
+    let mut buf = vec![0u8; words * 8];
+    for (w, out) in (first_word..).zip(buf.chunks_exact_mut(8)) {
+        let x = splitmix64(seed.wrapping_add(w.wrapping_add(1).wrapping_mul(GOLDEN)));
+        out.copy_from_slice(&x.to_le_bytes());
     }
-    Bytes::from(out)
+    let skip = (start % 8) as usize;
+    Bytes::from(buf).slice(skip..skip + (end - start) as usize)
 }
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;

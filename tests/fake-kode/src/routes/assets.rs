@@ -17,7 +17,7 @@ pub(super) async fn download(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(response) = gate(&state, Endpoint::Asset, &headers) {
+    if let Some(response) = gate(&state, Endpoint::Asset, &headers) {
         return response;
     }
     let mut inner = state.lock();

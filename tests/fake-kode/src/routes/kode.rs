@@ -22,7 +22,7 @@ pub(super) async fn get_order(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(response) = gate(&state, Endpoint::GetOrder, &headers) {
+    if let Some(response) = gate(&state, Endpoint::GetOrder, &headers) {
         return response;
     }
     let inner = state.lock();
@@ -41,7 +41,7 @@ pub(super) async fn create_order(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(response) = gate(&state, Endpoint::CreateOrder, &headers) {
+    if let Some(response) = gate(&state, Endpoint::CreateOrder, &headers) {
         return response;
     }
     if !known_kind(&kind) {
@@ -70,7 +70,7 @@ pub(super) async fn products(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(response) = gate(&state, Endpoint::Products, &headers) {
+    if let Some(response) = gate(&state, Endpoint::Products, &headers) {
         return response;
     }
     match query.get("municipality") {
@@ -90,7 +90,7 @@ pub(super) async fn prices(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(response) = gate(&state, Endpoint::Prices, &headers) {
+    if let Some(response) = gate(&state, Endpoint::Prices, &headers) {
         return response;
     }
     if !known_kind(&kind) {

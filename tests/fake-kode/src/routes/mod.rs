@@ -37,34 +37,34 @@ pub(crate) fn message(status: StatusCode, text: &str) -> Response {
 
 /// Counts the request, then answers in its place when the server is down or
 /// a fault is scripted for this endpoint, then checks the bearer token
-/// (except on the token endpoint). `Ok` means: serve normally.
-pub(crate) fn gate(state: &State, endpoint: Endpoint, headers: &HeaderMap) -> Result<(), Response> {
+/// (except on the token endpoint). `None` means: serve normally.
+pub(crate) fn gate(state: &State, endpoint: Endpoint, headers: &HeaderMap) -> Option<Response> {
     let mut inner = state.lock();
     *inner.requests.entry(endpoint).or_default() += 1;
     if inner.down {
-        return Err(message(
+        return Some(message(
             StatusCode::SERVICE_UNAVAILABLE,
             "Service unavailable",
         ));
     }
     if let Some(fault) = inner.faults.get_mut(&endpoint).and_then(|q| q.pop_front()) {
-        return Err(fault_response(fault));
+        return Some(fault_response(fault));
     }
     if endpoint == Endpoint::Token {
-        return Ok(());
+        return None;
     }
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match token {
-        Some(t) if inner.access_token_valid(t) => Ok(()),
+        Some(t) if inner.access_token_valid(t) => None,
         _ => {
             let mut response = message(StatusCode::UNAUTHORIZED, "Unauthorized");
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            Err(response)
+            Some(response)
         }
     }
 }

@@ -23,7 +23,7 @@ pub(super) async fn token(
     let params = parse_params(&headers, &body);
     let grant_type = params.get("grant_type").cloned().unwrap_or_default();
     *state.lock().grants.entry(grant_type.clone()).or_default() += 1;
-    if let Err(response) = gate(&state, Endpoint::Token, &headers) {
+    if let Some(response) = gate(&state, Endpoint::Token, &headers) {
         return response;
     }
     let creds = &state.credentials;
