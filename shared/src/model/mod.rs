@@ -13,6 +13,9 @@ mod product;
 mod push;
 mod token;
 
+#[cfg(test)]
+mod tests;
+
 pub use date::KodeDate;
 pub use ids::{AssetId, MunicipalityNumber, OrderId, OrderLineId, SubOrderId};
 pub use kind::OrderKind;
