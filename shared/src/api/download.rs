@@ -190,3 +190,96 @@ pub(crate) fn redirect_target(base: &Url, response: &reqwest::Response) -> Resul
     }
     Ok(target)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(chunks: Vec<Result<&'static [u8], &'static str>>) -> reqwest::Response {
+        let stream = futures_util::stream::iter(chunks.into_iter().map(|c| {
+            c.map(Bytes::from_static)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::ConnectionReset, e))
+        }));
+        let http = ::http::Response::builder()
+            .header("content-type", "application/pdf")
+            .body(reqwest::Body::wrap_stream(stream))
+            .unwrap();
+        reqwest::Response::from(http)
+    }
+
+    fn start(response: reqwest::Response, max: u64) -> Download {
+        let deadline = Deadline::after(Duration::from_secs(10));
+        Download::start(
+            "test".into(),
+            response,
+            max,
+            Duration::from_secs(5),
+            deadline,
+        )
+        .unwrap()
+    }
+
+    async fn drain(download: &mut Download) -> Result<Vec<u8>, ApiError> {
+        let mut body = Vec::new();
+        while let Some(chunk) = download.next_chunk().await? {
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    #[tokio::test]
+    async fn body_is_counted_and_hashed_on_the_way() {
+        let mut d = start(response(vec![Ok(b"hello "), Ok(b""), Ok(b"world")]), 100);
+        assert_eq!(d.content_type(), Some("application/pdf"));
+        assert_eq!(ChunkSource::content_type(&d), Some("application/pdf"));
+        assert_eq!(d.sha256_hex(), None);
+        assert_eq!(drain(&mut d).await.unwrap(), b"hello world");
+        assert_eq!(d.bytes_read(), 11);
+        assert_eq!(
+            d.sha256_hex().as_deref(),
+            Some("b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9")
+        );
+        assert!(d.next_chunk().await.unwrap().is_none(), "stays finished");
+    }
+
+    #[tokio::test]
+    async fn a_broken_body_is_truncated() {
+        let mut d = start(response(vec![Ok(b"hello"), Err("reset")]), 100);
+        match drain(&mut d).await {
+            Err(ApiError::Truncated {
+                received: 5,
+                expected: None,
+            }) => {}
+            other => panic!("expected Truncated, got {other:?}"),
+        }
+        assert_eq!(d.sha256_hex(), None);
+    }
+
+    #[tokio::test]
+    async fn the_size_cap_holds_without_content_length() {
+        let mut d = start(response(vec![Ok(b"12345"), Ok(b"67890"), Ok(b"x")]), 10);
+        assert!(matches!(
+            drain(&mut d).await,
+            Err(ApiError::TooLarge { limit: 10 })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_stalled_body_fails_at_the_idle_timeout() {
+        let stream = futures_util::stream::pending::<Result<Bytes, std::io::Error>>();
+        let http = ::http::Response::new(reqwest::Body::wrap_stream(stream));
+        let deadline = Deadline::after(Duration::from_secs(10));
+        let mut d = Download::start(
+            "t".into(),
+            http.into(),
+            10,
+            Duration::from_millis(20),
+            deadline,
+        )
+        .unwrap();
+        assert!(matches!(
+            d.next_chunk().await,
+            Err(ApiError::Truncated { received: 0, .. })
+        ));
+    }
+}
