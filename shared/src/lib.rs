@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod aws;
+pub mod config;
 pub mod deadline;
 pub mod model;
 pub mod secret;
