@@ -11,6 +11,7 @@ mod open_enum;
 mod order;
 mod product;
 mod push;
+mod request;
 mod token;
 
 pub use date::KodeDate;
@@ -23,4 +24,5 @@ pub use product::*;
 pub use push::{
     DistributorMessage, DistributorMessageType, OrderPush, Push, PushError, PushKind, PushStatus,
 };
+pub use request::*;
 pub use token::{Scopes, TokenResponse};
