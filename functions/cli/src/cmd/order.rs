@@ -1,6 +1,7 @@
 //! `kode order create|get`.
 
 use clap::{Args, Subcommand};
+use kode::api::ApiError;
 use kode::model::{CreateOrderRequest, OrderData, OrderId, RequestError};
 
 use super::input::{CadastreArgs, DeliveryArgs, MapArgs, ProductArgs, ShareArgs};
@@ -20,7 +21,7 @@ enum OrderCommand {
     /// Place an order (or show its body with --dry-run)
     Create {
         #[command(subcommand)]
-        kind: CreateKind,
+        kind: Box<CreateKind>,
     },
     /// Show an order's status, lines and delivered files
     #[command(after_help = "Examples:\n  kode order get 2345678\n  kode order get 2345678 --json")]
@@ -37,7 +38,9 @@ enum OrderCommand {
 #[derive(Subcommand, Debug)]
 enum CreateKind {
     /// Order by cadastre unit (matrikkel)
-    #[command(after_help = "Example:\n  kode order create cadastre --cadastre 0301-207-45-0-0 \\\n    --address 'Storgata 12, 0155 Oslo' --product WI03010033 \\\n    --reference OPPDRAG-2024-0042 --technical-reference acme-7f3c2a --dry-run")]
+    #[command(
+        after_help = "Example:\n  kode order create cadastre --cadastre 0301-207-45-0-0 \\\n    --address 'Storgata 12, 0155 Oslo' --product WI03010033 \\\n    --reference OPPDRAG-2024-0042 --technical-reference acme-7f3c2a --dry-run"
+    )]
     Cadastre {
         #[command(flatten)]
         data: CadastreArgs,
@@ -45,7 +48,9 @@ enum CreateKind {
         common: CreateCommon,
     },
     /// Order by housing-cooperative share
-    #[command(after_help = "Example:\n  kode order create share --organization-number 948677202 --share-number 57 \\\n    --product WI03010150 --reference OPPDRAG-2024-0043")]
+    #[command(
+        after_help = "Example:\n  kode order create share --organization-number 948677202 --share-number 57 \\\n    --product WI03010150 --reference OPPDRAG-2024-0043"
+    )]
     Share {
         #[command(flatten)]
         data: ShareArgs,
@@ -53,7 +58,9 @@ enum CreateKind {
         common: CreateCommon,
     },
     /// Order by area (GeoJSON polygon in ETRS89 / UTM)
-    #[command(after_help = "Example:\n  kode order create map --geojson area.geojson --spatial-reference 25833 \\\n    --product WI03016101 --product-data '{\"system\":\"UTM\"}' --reference OPPDRAG-2024-0044")]
+    #[command(
+        after_help = "Example:\n  kode order create map --geojson area.geojson --spatial-reference 25833 \\\n    --product WI03016101 --product-data '{\"system\":\"UTM\"}' --reference OPPDRAG-2024-0044"
+    )]
     Map {
         #[command(flatten)]
         data: MapArgs,
@@ -74,7 +81,7 @@ struct CreateCommon {
     technical_reference: Option<String>,
     #[command(flatten)]
     delivery: DeliveryArgs,
-    /// Print the created order as JSON
+    /// Print the created order as JSON (as parsed by this tool)
     #[arg(long)]
     json: bool,
     /// Print the request body and send nothing (no token request either)
@@ -84,7 +91,7 @@ struct CreateCommon {
 
 pub async fn run(args: OrderArgs, global: &GlobalArgs) -> Result<(), CliError> {
     match args.command {
-        OrderCommand::Create { kind } => create(kind, global).await,
+        OrderCommand::Create { kind } => create(*kind, global).await,
         OrderCommand::Get { id, json } => get(id, json, global).await,
     }
 }
@@ -105,7 +112,8 @@ async fn create(kind: CreateKind, global: &GlobalArgs) -> Result<(), CliError> {
     let client = settings.client()?;
     let order = client
         .create_order(body.kind(), &body, settings.deadline())
-        .await?;
+        .await
+        .map_err(|e| maybe_created(e, &body))?;
     if common.json {
         output::print_json(&order)?;
     } else {
@@ -118,16 +126,34 @@ async fn create(kind: CreateKind, global: &GlobalArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Only a 4xx answer proves KODE did not take the order; after a 5xx or a
+/// lost connection it may have, and KODE has no search to find out, so
+/// running the command again could order (and bill) twice.
+fn maybe_created(error: ApiError, body: &CreateOrderRequest) -> CliError {
+    if error
+        .status()
+        .is_some_and(|s| (400..500).contains(&s) && s != 429)
+    {
+        return CliError::Kode(error);
+    }
+    let trace = match body.technical_reference() {
+        Some(r) => format!("look for technical reference {r:?} in the pushes you receive"),
+        None => "watch for a push with your reference".to_owned(),
+    };
+    CliError::Other(anyhow::anyhow!(
+        "{error}\nKODE may have placed the order anyway; before running this again, {trace} \
+         (reference {:?}).",
+        body.reference()
+    ))
+}
+
 fn build(order_data: OrderData, common: &CreateCommon) -> Result<CreateOrderRequest, CliError> {
-    let mut body = CreateOrderRequest::new(
-        order_data,
-        common.products.selections()?,
-        &common.reference,
-    )
-    .map_err(|e| match e {
-        RequestError::NoProducts => CliError::invalid("--product", e),
-        e => CliError::invalid("--reference", e),
-    })?;
+    let mut body =
+        CreateOrderRequest::new(order_data, common.products.selections()?, &common.reference)
+            .map_err(|e| match e {
+                RequestError::NoProducts => CliError::invalid("--product", e),
+                e => CliError::invalid("--reference", e),
+            })?;
     if let Some(reference) = &common.technical_reference {
         body = body
             .with_technical_reference(reference)
