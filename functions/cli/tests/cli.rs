@@ -746,9 +746,14 @@ async fn help_has_examples_and_never_shows_values_from_the_environment() {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
-    let commands: [&[&str]; 9] = [
+    let commands: [&[&str]; 14] = [
         &["--help"],
+        &["auth", "--help"],
         &["auth", "check", "--help"],
+        &["price", "--help"],
+        &["order", "--help"],
+        &["order", "create", "--help"],
+        &["order", "create", "map", "--help"],
         &["products", "--help"],
         &["price", "cadastre", "--help"],
         &["price", "share", "--help"],

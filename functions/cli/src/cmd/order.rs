@@ -11,6 +11,9 @@ use crate::output;
 use crate::settings::{GlobalArgs, Settings};
 
 #[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  kode order create cadastre --cadastre 0301-207-45-0-0 --product WI03010033 --reference R1 --dry-run\n  kode order get 2345678"
+)]
 pub struct OrderArgs {
     #[command(subcommand)]
     command: OrderCommand,
@@ -19,6 +22,9 @@ pub struct OrderArgs {
 #[derive(Subcommand, Debug)]
 enum OrderCommand {
     /// Place an order (or show its body with --dry-run)
+    #[command(
+        after_help = "Examples:\n  kode order create cadastre --cadastre 0301-207-45-0-0 --product WI03010033 --reference R1 --dry-run\n  kode order create share --organization-number 948677202 --share-number 57 --product WI03010150 --reference R2"
+    )]
     Create {
         #[command(subcommand)]
         kind: Box<CreateKind>,
