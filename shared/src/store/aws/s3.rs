@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use aws_sdk_s3::operation::complete_multipart_upload::CompleteMultipartUploadOutput;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, MetadataDirective,
+    ChecksumAlgorithm, ChecksumType, CompletedMultipartUpload, CompletedPart, MetadataDirective,
 };
 use bytes::Bytes;
 
@@ -107,8 +107,12 @@ impl S3Blobs {
             .key(key.as_str())
             .set_content_type(content_type.clone())
             .set_metadata(Some(meta::user_metadata(meta, None)))
-            // Declared up front so that S3 accepts the SDK's per-part CRC32s.
+            // Declared up front so that S3 accepts the SDK's per-part CRC32s
+            // and combines them into a CRC32 of the whole object, which
+            // readers verify like that of a single-request upload (a
+            // composite checksum is not verifiable that way).
             .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .checksum_type(ChecksumType::FullObject)
             .send()
             .await
             .map_err(|e| classify(&format!("CreateMultipartUpload {key}"), e))?;
@@ -176,6 +180,7 @@ impl S3Blobs {
             .bucket(&self.bucket)
             .key(key.as_str())
             .upload_id(upload_id)
+            .checksum_type(ChecksumType::FullObject)
             .multipart_upload(
                 CompletedMultipartUpload::builder()
                     .set_parts(Some(completed))
@@ -350,5 +355,24 @@ async fn abort_upload(client: &aws_sdk_s3::Client, bucket: &str, key: &str, uplo
             error = %classify("AbortMultipartUpload", err),
             "could not abort multipart upload"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_sizes_below_the_s3_minimum_are_refused() {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .build();
+        let blobs = S3Blobs::new(aws_sdk_s3::Client::from_conf(config), "bucket");
+        let err = blobs
+            .clone()
+            .with_part_size(S3Blobs::MIN_PART_SIZE - 1)
+            .expect_err("below 5 MiB");
+        assert!(!err.is_retryable());
+        assert!(blobs.with_part_size(S3Blobs::MIN_PART_SIZE).is_ok());
     }
 }
