@@ -66,10 +66,6 @@ impl S3Blobs {
         Ok(self)
     }
 
-    pub fn bucket(&self) -> &str {
-        &self.bucket
-    }
-
     async fn put_single(
         &self,
         key: &ObjectKey,
