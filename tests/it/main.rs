@@ -4,4 +4,5 @@
 //! which starts moto and exports `AWS_ENDPOINT_URL`.
 
 mod api;
+mod store_aws;
 mod support;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::ApiError;
 use crate::model::{AssetId, OrderId, OrderLineId, SubOrderId};
 
+pub mod aws;
 pub mod local;
 
 /// Why a storage operation failed, and whether trying again can help.

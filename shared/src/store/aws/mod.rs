@@ -1,0 +1,8 @@
+//! AWS adapters of the storage ports.
+
+mod dynamodb;
+mod s3;
+mod sdk_error;
+
+pub use dynamodb::DynamoLedger;
+pub use s3::S3Blobs;
