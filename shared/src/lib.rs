@@ -7,9 +7,13 @@ pub mod api;
 pub mod aws;
 pub mod config;
 pub mod deadline;
+pub mod metrics;
 pub mod model;
+pub mod names;
+pub mod process;
 pub mod secret;
 pub mod store;
+pub mod sync;
 
 pub use deadline::Deadline;
 pub use secret::Secret;
