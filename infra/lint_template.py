@@ -136,17 +136,22 @@ def _sqs_event_properties(template: dict) -> dict:
 def self_test(template: Path) -> int:
     with tempfile.TemporaryDirectory(prefix="kode-lint-") as tmp:
         workdir = Path(tmp)
-        sources = []
+        # The unmodified template is linted alongside: a seed only counts as
+        # caught when the template is clean without it.
+        sources = [template]
         for seed in SEEDS:
             broken = load(template)
             seed(_sqs_event_properties(broken))
             path = workdir / f"{seed.__name__.strip('_')}.json"
             path.write_text(json.dumps(broken, indent=1), encoding="utf-8")
             sources.append(path)
-        results = {s.stem: found for s, found in lint(sources, workdir).items()}
-    missed = [name for name, found in results.items() if not found]
-    for name, found in results.items():
-        print(f"caught: {name}: {found[0]}" if found else f"MISSED: {name}")
+        results = lint(sources, workdir)
+    if baseline := results.pop(template):
+        print("self-test needs a clean template; it has:", *baseline, sep="\n  ", file=sys.stderr)
+        return 1
+    missed = [path.stem for path, found in results.items() if not found]
+    for path, found in results.items():
+        print(f"caught: {path.stem}: {found[0]}" if found else f"MISSED: {path.stem}")
     if missed:
         print(f"the template lint missed {len(missed)} seeded mistake(s)", file=sys.stderr)
         return 1
