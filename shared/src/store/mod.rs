@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::api::ApiError;
 use crate::model::{AssetId, OrderId, OrderLineId, SubOrderId};
 
+pub mod local;
+
 /// Why a storage operation failed, and whether trying again can help.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
