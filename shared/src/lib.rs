@@ -6,9 +6,11 @@
 pub mod api;
 pub mod aws;
 pub mod deadline;
+pub mod intake;
 pub mod model;
 pub mod secret;
 pub mod store;
+pub mod telemetry;
 
 pub use deadline::Deadline;
 pub use secret::Secret;

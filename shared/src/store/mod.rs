@@ -3,6 +3,8 @@
 //!
 //! Key layout and ledger records are described in `docs/DESIGN.md`.
 
+pub mod aws;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,5 @@
+//! AWS adapters of the storage ports.
+
+mod sqs;
+
+pub use sqs::SqsQueue;
