@@ -7,9 +7,13 @@ pub mod api;
 pub mod aws;
 pub mod deadline;
 pub mod intake;
+pub mod metrics;
 pub mod model;
+pub mod names;
+pub mod process;
 pub mod secret;
 pub mod store;
+pub mod sync;
 pub mod telemetry;
 
 pub use deadline::Deadline;

@@ -1,0 +1,130 @@
+//! The queue message the webhook writes:
+//! `{"v":1,"kind":"order"|"distributor","receivedAt":RFC3339,"push":<body>}`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::ProcessError;
+use crate::model::{Push, PushKind};
+
+pub const ENVELOPE_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Envelope {
+    pub v: u32,
+    pub kind: PushKind,
+    /// RFC 3339, when the webhook accepted the push.
+    pub received_at: String,
+    /// The push body as received.
+    pub push: Value,
+}
+
+/// A validated envelope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedEnvelope {
+    pub received_at: String,
+    pub push: Push,
+}
+
+impl Envelope {
+    pub fn new(kind: PushKind, received_at: String, push: Value) -> Envelope {
+        Envelope {
+            v: ENVELOPE_VERSION,
+            kind,
+            received_at,
+            push,
+        }
+    }
+
+    /// Parses a queue message body and validates the push inside it again
+    /// (the queue may hold messages from an older webhook).
+    pub fn parse(body: &str) -> Result<ParsedEnvelope, ProcessError> {
+        let envelope: Envelope = serde_json::from_str(body)
+            .map_err(|e| ProcessError::Envelope(format!("not an envelope: {e}")))?;
+        if envelope.v != ENVELOPE_VERSION {
+            return Err(ProcessError::Envelope(format!(
+                "envelope version {} is not supported (expected {ENVELOPE_VERSION})",
+                envelope.v
+            )));
+        }
+        // A body embedded as a JSON string is accepted too.
+        let push = match &envelope.push {
+            Value::String(text) => Push::from_slice(text.as_bytes())?,
+            value => Push::from_value(value)?,
+        };
+        if push.kind() != envelope.kind {
+            return Err(ProcessError::Envelope(format!(
+                "envelope kind {:?} does not match its push ({:?})",
+                envelope.kind,
+                push.kind()
+            )));
+        }
+        Ok(ParsedEnvelope {
+            received_at: envelope.received_at,
+            push,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::model::{OrderId, PushStatus};
+
+    fn body(v: Value) -> String {
+        v.to_string()
+    }
+
+    #[test]
+    fn order_envelope_parses() {
+        let parsed = Envelope::parse(&body(json!({
+            "v": 1, "kind": "order", "receivedAt": "2024-05-02T10:00:00Z",
+            "push": {"orderCollectionId": "123", "status": "UPDATED"}
+        })))
+        .unwrap();
+        assert_eq!(parsed.received_at, "2024-05-02T10:00:00Z");
+        match parsed.push {
+            Push::Order(p) => {
+                assert_eq!(p.order_id, OrderId(123));
+                assert_eq!(p.status, PushStatus::Updated);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn envelope_written_by_new_round_trips() {
+        let push = json!({"orderId": 9, "status": "NEW"});
+        let text =
+            serde_json::to_string(&Envelope::new(PushKind::Order, "t".into(), push)).unwrap();
+        assert!(matches!(
+            Envelope::parse(&text).unwrap().push,
+            Push::Order(_)
+        ));
+    }
+
+    #[test]
+    fn bad_envelopes_are_permanent_errors() {
+        let cases = [
+            "not json".to_owned(),
+            "{}".to_owned(),
+            body(
+                json!({"v": 2, "kind": "order", "receivedAt": "t", "push": {"orderId": 1, "status": "NEW"}}),
+            ),
+            body(json!({"v": 1, "kind": "order", "receivedAt": "t", "push": {"status": "NEW"}})),
+            body(
+                json!({"v": 1, "kind": "distributor", "receivedAt": "t", "push": {"orderId": 1, "status": "NEW"}}),
+            ),
+            body(
+                json!({"v": 1, "kind": "parcel", "receivedAt": "t", "push": {"orderId": 1, "status": "NEW"}}),
+            ),
+        ];
+        for case in cases {
+            let err = Envelope::parse(&case).unwrap_err();
+            assert!(!err.is_retryable(), "{case}: {err}");
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! In-memory KODE, file store and ledger for the orchestration tests. The
+//! ledger follows the conditional-write rules of the real adapters.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use super::KodeSource;
+use crate::api::ApiError;
+use crate::model::{AssetId, Order, OrderId};
+use crate::store::{
+    AssetRecord, AssetState, Blobs, ChunkSource, Ledger, MessageRecord, ObjectKey, ObjectMeta,
+    OrderRecord, PutError, RecordOutcome, StoreError, StoredObject,
+};
+use crate::Deadline;
+
+/// A download body: its chunks, then either its end or a cut-off.
+pub struct MemChunks {
+    chunks: VecDeque<Bytes>,
+    truncated: bool,
+    sent: u64,
+}
+
+#[async_trait]
+impl ChunkSource for MemChunks {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, ApiError> {
+        match self.chunks.pop_front() {
+            Some(chunk) => {
+                self.sent += chunk.len() as u64;
+                Ok(Some(chunk))
+            }
+            None if self.truncated => Err(ApiError::Truncated {
+                received: self.sent,
+                expected: None,
+            }),
+            None => Ok(None),
+        }
+    }
+
+    fn content_type(&self) -> Option<&str> {
+        Some("application/pdf")
+    }
+}
+
+#[derive(Default)]
+pub struct FakeKode {
+    pub order: Mutex<Option<Order>>,
+    /// `get_order` answers this status instead of the order.
+    pub order_status: Mutex<Option<u16>>,
+    /// Body per download URL.
+    pub files: Mutex<HashMap<String, Vec<u8>>>,
+    /// URLs whose body breaks off after half.
+    pub truncated: Mutex<HashSet<String>>,
+    pub downloads: AtomicUsize,
+}
+
+impl FakeKode {
+    pub fn set_order(&self, order: Order) {
+        *self.order.lock().unwrap() = Some(order);
+    }
+
+    pub fn add_file(&self, url: &str, content: &[u8]) {
+        self.files
+            .lock()
+            .unwrap()
+            .insert(url.to_owned(), content.to_vec());
+    }
+
+    pub fn downloads(&self) -> usize {
+        self.downloads.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl KodeSource for FakeKode {
+    async fn get_order(&self, id: OrderId, _deadline: Deadline) -> Result<Order, ApiError> {
+        if let Some(status) = *self.order_status.lock().unwrap() {
+            return Err(ApiError::Status {
+                status,
+                what: format!("order {id}"),
+                message: "fake".into(),
+                retry_after: None,
+            });
+        }
+        self.order.lock().unwrap().clone().ok_or(ApiError::Status {
+            status: 404,
+            what: format!("order {id}"),
+            message: "no such order".into(),
+            retry_after: None,
+        })
+    }
+
+    async fn download(
+        &self,
+        url: &str,
+        _deadline: Deadline,
+    ) -> Result<Box<dyn ChunkSource>, ApiError> {
+        self.downloads.fetch_add(1, Ordering::SeqCst);
+        let content = self.files.lock().unwrap().get(url).cloned();
+        let content = content.ok_or(ApiError::Status {
+            status: 404,
+            what: url.to_owned(),
+            message: "no such file".into(),
+            retry_after: None,
+        })?;
+        let truncated = self.truncated.lock().unwrap().contains(url);
+        let shown = if truncated {
+            &content[..content.len() / 2]
+        } else {
+            &content[..]
+        };
+        Ok(Box::new(MemChunks {
+            chunks: shown.chunks(3).map(Bytes::copy_from_slice).collect(),
+            truncated,
+            sent: 0,
+        }))
+    }
+}
+
+#[derive(Default)]
+pub struct MemBlobs {
+    pub objects: Mutex<HashMap<ObjectKey, (ObjectMeta, Vec<u8>)>>,
+    in_flight: AtomicUsize,
+    pub max_in_flight: AtomicUsize,
+}
+
+impl MemBlobs {
+    pub fn content(&self, key: &str) -> Option<Vec<u8>> {
+        let objects = self.objects.lock().unwrap();
+        objects
+            .get(&ObjectKey(key.to_owned()))
+            .map(|(_, c)| c.clone())
+    }
+
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .objects
+            .lock()
+            .unwrap()
+            .keys()
+            .map(|k| k.0.clone())
+            .collect();
+        keys.sort();
+        keys
+    }
+}
+
+#[async_trait]
+impl Blobs for MemBlobs {
+    async fn put(
+        &self,
+        key: &ObjectKey,
+        meta: &ObjectMeta,
+        body: &mut dyn ChunkSource,
+    ) -> Result<StoredObject, PutError> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        let mut content = Vec::new();
+        let result = loop {
+            // Lets other downloads of the push interleave, as real I/O would.
+            tokio::task::yield_now().await;
+            match body.next_chunk().await {
+                Ok(Some(chunk)) => content.extend_from_slice(&chunk),
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        result?;
+        let stored = StoredObject {
+            bytes: content.len() as u64,
+            sha256: hex::encode(Sha256::digest(&content)),
+        };
+        self.objects
+            .lock()
+            .unwrap()
+            .insert(key.clone(), (meta.clone(), content));
+        Ok(stored)
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
+        self.objects.lock().unwrap().remove(key);
+        Ok(())
+    }
+
+    async fn exists(&self, key: &ObjectKey) -> Result<bool, StoreError> {
+        Ok(self.objects.lock().unwrap().contains_key(key))
+    }
+}
+
+#[derive(Default)]
+pub struct MemLedger {
+    pub assets: Mutex<HashMap<(OrderId, AssetId), AssetRecord>>,
+    pub orders: Mutex<HashMap<OrderId, OrderRecord>>,
+    pub messages: Mutex<HashMap<(String, String), MessageRecord>>,
+    /// Assets another run marks deleted between our read and our write.
+    pub deleted_concurrently: Mutex<HashSet<AssetId>>,
+}
+
+impl MemLedger {
+    pub fn asset(&self, order: u64, asset: &str) -> Option<AssetRecord> {
+        let assets = self.assets.lock().unwrap();
+        assets.get(&(OrderId(order), AssetId::from(asset))).cloned()
+    }
+
+    pub fn order_record(&self, order: u64) -> Option<OrderRecord> {
+        self.orders.lock().unwrap().get(&OrderId(order)).cloned()
+    }
+
+    fn tombstone(order: OrderId, asset: &AssetId, at: &str) -> AssetRecord {
+        AssetRecord {
+            order_id: order,
+            asset_id: asset.clone(),
+            state: AssetState::Deleted,
+            key: None,
+            sub_order_id: None,
+            order_line_id: None,
+            bytes: None,
+            sha256: None,
+            content_type: None,
+            name: None,
+            category: None,
+            stored_at: None,
+            deleted_at: Some(at.to_owned()),
+        }
+    }
+}
+
+#[async_trait]
+impl Ledger for MemLedger {
+    async fn order_assets(&self, order: OrderId) -> Result<Vec<AssetRecord>, StoreError> {
+        let assets = self.assets.lock().unwrap();
+        let mut records: Vec<AssetRecord> = assets
+            .values()
+            .filter(|r| r.order_id == order)
+            .cloned()
+            .collect();
+        records.sort_by(|a, b| a.asset_id.cmp(&b.asset_id));
+        Ok(records)
+    }
+
+    async fn order(&self, order: OrderId) -> Result<Option<OrderRecord>, StoreError> {
+        Ok(self.orders.lock().unwrap().get(&order).cloned())
+    }
+
+    async fn record_stored(&self, record: &AssetRecord) -> Result<RecordOutcome, StoreError> {
+        let mut assets = self.assets.lock().unwrap();
+        let id = (record.order_id, record.asset_id.clone());
+        if self
+            .deleted_concurrently
+            .lock()
+            .unwrap()
+            .contains(&record.asset_id)
+        {
+            assets.insert(
+                id.clone(),
+                Self::tombstone(record.order_id, &record.asset_id, "concurrent"),
+            );
+        }
+        Ok(match assets.get(&id).map(|r| r.state) {
+            Some(AssetState::Deleted) => RecordOutcome::AlreadyDeleted,
+            Some(AssetState::Stored) => RecordOutcome::AlreadyRecorded,
+            None => {
+                assets.insert(id, record.clone());
+                RecordOutcome::Recorded
+            }
+        })
+    }
+
+    async fn mark_deleted(
+        &self,
+        order: OrderId,
+        asset: &AssetId,
+        at: &str,
+    ) -> Result<RecordOutcome, StoreError> {
+        let mut assets = self.assets.lock().unwrap();
+        Ok(match assets.get_mut(&(order, asset.clone())) {
+            Some(r) if r.state == AssetState::Deleted => RecordOutcome::AlreadyRecorded,
+            Some(r) => {
+                r.state = AssetState::Deleted;
+                r.deleted_at = Some(at.to_owned());
+                RecordOutcome::Recorded
+            }
+            None => {
+                assets.insert((order, asset.clone()), Self::tombstone(order, asset, at));
+                RecordOutcome::Recorded
+            }
+        })
+    }
+
+    async fn upsert_order(&self, record: &OrderRecord) -> Result<(), StoreError> {
+        let order = record
+            .order_id
+            .ok_or_else(|| StoreError::Permanent("order record without id".into()))?;
+        let mut orders = self.orders.lock().unwrap();
+        let stored = orders.entry(order).or_default();
+        let keep_first = |old: &mut Option<String>, new: &Option<String>| {
+            if old.is_none() {
+                old.clone_from(new);
+            }
+        };
+        let overwrite = |old: &mut Option<String>, new: &Option<String>| {
+            if new.is_some() {
+                old.clone_from(new);
+            }
+        };
+        stored.order_id = Some(order);
+        overwrite(&mut stored.last_status, &record.last_status);
+        overwrite(&mut stored.reference, &record.reference);
+        overwrite(&mut stored.technical_reference, &record.technical_reference);
+        overwrite(&mut stored.updated_at, &record.updated_at);
+        keep_first(&mut stored.finished_at, &record.finished_at);
+        keep_first(&mut stored.purged_at, &record.purged_at);
+        Ok(())
+    }
+
+    async fn record_message(&self, message: &MessageRecord) -> Result<RecordOutcome, StoreError> {
+        let mut messages = self.messages.lock().unwrap();
+        let key = (message.id.clone(), message.event_action.clone());
+        if messages.contains_key(&key) {
+            return Ok(RecordOutcome::AlreadyRecorded);
+        }
+        messages.insert(key, message.clone());
+        Ok(RecordOutcome::Recorded)
+    }
+}

@@ -1,0 +1,385 @@
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::fakes::{FakeKode, MemBlobs, MemLedger};
+use super::*;
+use crate::model::{OrderLineId, SubOrderId};
+use crate::store::{AssetState, ObjectKey};
+
+struct World {
+    kode: Arc<FakeKode>,
+    blobs: Arc<MemBlobs>,
+    ledger: Arc<MemLedger>,
+    processor: Processor,
+}
+
+fn world(concurrency: usize) -> World {
+    let kode = Arc::new(FakeKode::default());
+    let blobs = Arc::new(MemBlobs::default());
+    let ledger = Arc::new(MemLedger::default());
+    let processor = Processor::new(kode.clone(), blobs.clone(), ledger.clone(), concurrency);
+    World {
+        kode,
+        blobs,
+        ledger,
+        processor,
+    }
+}
+
+fn deadline() -> Deadline {
+    Deadline::after(Duration::from_secs(60))
+}
+
+fn asset(id: &str, status: &str) -> Value {
+    json!({
+        "id": id,
+        "filename": format!("{id} kart.pdf"),
+        "downloadUrl": format!("https://kode.test/files/{id}"),
+        "assetStatus": status,
+        "productCategory": "MAP",
+    })
+}
+
+impl World {
+    /// Order 7: sub-order 11 with `top` assets, its line 21 with `line` assets.
+    fn order(&self, top: Vec<Value>, line: Vec<Value>) {
+        for a in top.iter().chain(&line) {
+            let id = a["id"].as_str().unwrap_or_default();
+            let url = a["downloadUrl"].as_str().unwrap_or_default();
+            self.kode
+                .add_file(url, format!("content of {id}").as_bytes());
+        }
+        let order = json!({
+            "id": 7,
+            "orders": [{"id": 11, "assets": top, "orderLines": [{"id": 21, "assets": line}]}],
+        });
+        self.kode.set_order(serde_json::from_value(order).unwrap());
+    }
+
+    async fn push(&self, status: &str) -> Result<SyncReport, ProcessError> {
+        let push = OrderPush {
+            order_id: OrderId(7),
+            status: PushStatus::parse(status),
+            reference: Some("ref".into()),
+            technical_reference: None,
+        };
+        self.processor.sync_order(&push, deadline()).await
+    }
+
+    /// The invariant that matters most: no ledger entry without its file.
+    fn assert_every_stored_record_has_its_file(&self) {
+        for record in self.ledger.assets.lock().unwrap().values() {
+            if record.state == AssetState::Stored {
+                let key = record.key.as_ref().map(|k| k.0.clone()).unwrap_or_default();
+                assert!(
+                    self.blobs.content(&key).is_some(),
+                    "recorded but missing: {key}"
+                );
+            }
+        }
+    }
+}
+
+fn names(ids: &[AssetId]) -> Vec<&str> {
+    ids.iter().map(AssetId::as_str).collect()
+}
+
+#[tokio::test]
+async fn new_assets_are_stored_once_with_metadata_and_ledger_entries() {
+    let w = world(4);
+    w.order(vec![asset("top", "OK")], vec![asset("line", "OK")]);
+    let report = w.push("NEW").await.unwrap();
+
+    assert_eq!(names(&report.stored), ["top", "line"]);
+    assert_eq!(report.bytes_stored, 14 + 15);
+    assert_eq!(
+        w.blobs.content("orders/7/top/top kart.pdf").as_deref(),
+        Some(&b"content of top"[..])
+    );
+    assert_eq!(
+        w.blobs.content("orders/7/line/line kart.pdf").as_deref(),
+        Some(&b"content of line"[..])
+    );
+
+    let objects = w.blobs.objects.lock().unwrap();
+    let (meta, _) = &objects[&ObjectKey("orders/7/line/line kart.pdf".into())];
+    assert_eq!(meta.sub_order_id, SubOrderId(11));
+    assert_eq!(meta.order_line_id, Some(OrderLineId(21)));
+    assert_eq!(meta.original_name, "line kart.pdf");
+    assert_eq!(meta.content_type.as_deref(), Some("application/pdf"));
+    drop(objects);
+
+    let record = w.ledger.asset(7, "line").unwrap();
+    assert_eq!(record.state, AssetState::Stored);
+    assert_eq!(record.bytes, Some(15));
+    assert_eq!(
+        record.sha256.as_deref(),
+        Some(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"content of line")).as_str())
+    );
+    assert_eq!(record.content_type.as_deref(), Some("application/pdf"));
+    let order = w.ledger.order_record(7).unwrap();
+    assert_eq!(order.last_status.as_deref(), Some("NEW"));
+    assert_eq!(order.reference.as_deref(), Some("ref"));
+}
+
+#[tokio::test]
+async fn redelivered_push_downloads_nothing() {
+    let w = world(4);
+    w.order(vec![asset("a1", "OK"), asset("a2", "OK")], vec![]);
+    w.push("UPDATED").await.unwrap();
+    assert_eq!(w.kode.downloads(), 2);
+
+    let again = w.push("UPDATED").await.unwrap();
+    assert_eq!(w.kode.downloads(), 2, "nothing downloaded twice");
+    assert!(again.stored.is_empty());
+    assert_eq!(names(&again.skipped), ["a1", "a2"]);
+}
+
+#[tokio::test]
+async fn second_update_downloads_only_the_new_file() {
+    let w = world(4);
+    w.order(vec![asset("a1", "OK")], vec![]);
+    w.push("UPDATED").await.unwrap();
+    w.order(vec![asset("a1", "OK")], vec![asset("a2", "OK")]);
+    let report = w.push("UPDATED").await.unwrap();
+    assert_eq!(names(&report.stored), ["a2"]);
+    assert_eq!(w.kode.downloads(), 2);
+}
+
+#[tokio::test]
+async fn deleted_asset_is_removed_and_marked() {
+    let w = world(4);
+    w.order(vec![asset("a1", "OK"), asset("a2", "OK")], vec![]);
+    w.push("UPDATED").await.unwrap();
+    w.order(vec![asset("a1", "DELETED"), asset("a2", "OK")], vec![]);
+    let report = w.push("UPDATED").await.unwrap();
+
+    assert_eq!(names(&report.deleted), ["a1"]);
+    assert_eq!(w.blobs.keys(), ["orders/7/a2/a2 kart.pdf"]);
+    assert_eq!(w.ledger.asset(7, "a1").unwrap().state, AssetState::Deleted);
+    w.assert_every_stored_record_has_its_file();
+}
+
+#[tokio::test]
+async fn deleted_asset_never_stored_is_never_stored_later() {
+    let w = world(4);
+    w.order(vec![asset("a1", "DELETED")], vec![]);
+    let report = w.push("UPDATED").await.unwrap();
+    assert_eq!(names(&report.tombstoned), ["a1"]);
+    // KODE flips it back: a deleted file does not come back.
+    w.order(vec![asset("a1", "OK")], vec![]);
+    w.push("UPDATED").await.unwrap();
+    assert_eq!(w.kode.downloads(), 0);
+    assert!(w.blobs.keys().is_empty());
+}
+
+#[tokio::test]
+async fn cancelled_order_loses_every_file_and_stores_nothing_later() {
+    let w = world(4);
+    w.order(vec![asset("a1", "OK")], vec![asset("a2", "OK")]);
+    w.push("UPDATED").await.unwrap();
+    assert_eq!(w.blobs.keys().len(), 2);
+
+    let report = w.push("CANCELLED").await.unwrap();
+    assert!(report.purged);
+    assert_eq!(names(&report.deleted), ["a1", "a2"]);
+    assert!(w.blobs.keys().is_empty());
+    assert_eq!(w.ledger.asset(7, "a1").unwrap().state, AssetState::Deleted);
+    assert!(w.ledger.order_record(7).unwrap().purged_at.is_some());
+
+    w.order(
+        vec![asset("a1", "OK")],
+        vec![asset("a2", "OK"), asset("late", "OK")],
+    );
+    let later = w.push("UPDATED").await.unwrap();
+    assert!(later.purged && later.stored.is_empty());
+    assert!(w.blobs.keys().is_empty());
+    assert_eq!(w.kode.downloads(), 2);
+}
+
+#[tokio::test]
+async fn refunded_order_is_purged_even_when_kode_no_longer_shows_it() {
+    let w = world(4);
+    w.order(vec![asset("a1", "OK")], vec![]);
+    w.push("UPDATED").await.unwrap();
+    *w.kode.order_status.lock().unwrap() = Some(404);
+
+    let report = w.push("REFUNDED").await.unwrap();
+    assert_eq!(names(&report.deleted), ["a1"]);
+    assert!(w.blobs.keys().is_empty());
+}
+
+#[tokio::test]
+async fn failure_of_one_download_fails_the_push_and_records_nothing_for_it() {
+    let w = world(1);
+    w.order(
+        vec![asset("a1", "OK"), asset("bad", "OK"), asset("a3", "OK")],
+        vec![],
+    );
+    w.kode
+        .truncated
+        .lock()
+        .unwrap()
+        .insert("https://kode.test/files/bad".into());
+
+    let err = w.push("UPDATED").await.unwrap_err();
+    assert!(
+        err.is_retryable(),
+        "a cut-off body is worth another try: {err}"
+    );
+    assert!(
+        matches!(&err, ProcessError::Asset { asset, .. } if asset.as_str() == "bad"),
+        "{err}"
+    );
+    assert!(w.ledger.asset(7, "bad").is_none());
+    assert!(w.blobs.content("orders/7/bad/bad kart.pdf").is_none());
+    w.assert_every_stored_record_has_its_file();
+    // The order is not recorded as synced.
+    assert!(w.ledger.order_record(7).is_none());
+
+    // The next delivery completes the order without fetching a1 again.
+    w.kode.truncated.lock().unwrap().clear();
+    let report = w.push("UPDATED").await.unwrap();
+    assert_eq!(names(&report.skipped), ["a1"]);
+    assert_eq!(names(&report.stored), ["bad", "a3"]);
+}
+
+#[tokio::test]
+async fn asset_deleted_by_a_concurrent_run_is_removed_again() {
+    let w = world(4);
+    w.order(vec![asset("a1", "OK")], vec![]);
+    w.ledger
+        .deleted_concurrently
+        .lock()
+        .unwrap()
+        .insert(AssetId::from("a1"));
+
+    let report = w.push("UPDATED").await.unwrap();
+    assert_eq!(names(&report.refused), ["a1"]);
+    assert!(report.stored.is_empty());
+    assert!(w.blobs.keys().is_empty(), "the object just written is gone");
+    assert_eq!(w.ledger.asset(7, "a1").unwrap().state, AssetState::Deleted);
+}
+
+#[tokio::test]
+async fn finished_reports_missing_files() {
+    let w = world(4);
+    w.order(vec![asset("a1", "OK"), asset("a2", "OK")], vec![]);
+    let report = w.push("FINISHED").await.unwrap();
+    assert_eq!(report.missing, Some(vec![]));
+    assert!(w.ledger.order_record(7).unwrap().finished_at.is_some());
+
+    let w = world(4);
+    w.order(vec![asset("a1", "OK")], vec![]);
+    w.ledger
+        .deleted_concurrently
+        .lock()
+        .unwrap()
+        .insert(AssetId::from("a1"));
+    let report = w.push("FINISHED").await.unwrap();
+    assert_eq!(report.missing.as_deref().map(names), Some(vec!["a1"]));
+}
+
+#[tokio::test]
+async fn kode_outage_fails_retryably_and_changes_nothing() {
+    let w = world(4);
+    w.order(vec![asset("a1", "OK")], vec![]);
+    *w.kode.order_status.lock().unwrap() = Some(503);
+    let err = w.push("UPDATED").await.unwrap_err();
+    assert!(err.is_retryable());
+    assert!(w.blobs.keys().is_empty());
+    assert!(w.ledger.order_record(7).is_none());
+
+    *w.kode.order_status.lock().unwrap() = Some(403);
+    assert!(!w.push("UPDATED").await.unwrap_err().is_retryable());
+}
+
+#[tokio::test]
+async fn another_order_in_the_answer_is_refused() {
+    let w = world(4);
+    let order = json!({"id": 8, "orders": []});
+    w.kode.set_order(serde_json::from_value(order).unwrap());
+    let err = w.push("UPDATED").await.unwrap_err();
+    assert!(matches!(err, ProcessError::OrderMismatch { .. }));
+    assert!(!err.is_retryable());
+}
+
+#[tokio::test]
+async fn downloads_run_concurrently_up_to_the_limit() {
+    let w = world(2);
+    let assets = (0..6).map(|i| asset(&format!("a{i}"), "OK")).collect();
+    w.order(assets, vec![]);
+    let report = w.push("UPDATED").await.unwrap();
+    assert_eq!(report.stored.len(), 6);
+    assert_eq!(w.blobs.max_in_flight.load(Ordering::SeqCst), 2);
+}
+
+fn envelope(push: Value) -> String {
+    let kind = if push.get("eventType").is_some() {
+        "distributor"
+    } else {
+        "order"
+    };
+    json!({"v": 1, "kind": kind, "receivedAt": "2024-05-02T10:00:00Z", "push": push}).to_string()
+}
+
+#[tokio::test]
+async fn envelope_with_an_order_push_syncs_the_order() {
+    let w = world(4);
+    w.order(vec![asset("a1", "OK")], vec![]);
+    let body = envelope(json!({"orderCollectionId": "7", "status": "UPDATED"}));
+    match w
+        .processor
+        .handle_envelope(&body, deadline())
+        .await
+        .unwrap()
+    {
+        Outcome::Order(report) => assert_eq!(names(&report.stored), ["a1"]),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn unparseable_envelope_fails_permanently() {
+    let w = world(4);
+    for body in ["", "{\"v\":1}", "[1,2]"] {
+        let err = w
+            .processor
+            .handle_envelope(body, deadline())
+            .await
+            .unwrap_err();
+        assert!(!err.is_retryable(), "{body:?}");
+    }
+}
+
+#[tokio::test]
+async fn distributor_message_is_stored_once() {
+    let w = world(4);
+    let body = envelope(json!({
+        "eventType": "DistributorMessages",
+        "eventAction": "Created",
+        "content": {"id": "m1", "type": "DISTRIBUTOR", "message": "Kommunen er stengt", "municipalityName": "Oslo"},
+    }));
+    let first = w
+        .processor
+        .handle_envelope(&body, deadline())
+        .await
+        .unwrap();
+    assert_eq!(first, Outcome::Message(RecordOutcome::Recorded));
+    let again = w
+        .processor
+        .handle_envelope(&body, deadline())
+        .await
+        .unwrap();
+    assert_eq!(again, Outcome::Message(RecordOutcome::AlreadyRecorded));
+
+    let messages = w.ledger.messages.lock().unwrap();
+    let stored = &messages[&("m1".to_owned(), "Created".to_owned())];
+    assert_eq!(stored.message_type, "DISTRIBUTOR");
+    assert_eq!(stored.message, "Kommunen er stengt");
+    assert_eq!(stored.received_at, "2024-05-02T10:00:00Z");
+    assert_eq!(messages.len(), 1);
+}
