@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod aws;
+pub mod config;
 pub mod deadline;
 pub mod intake;
 pub mod metrics;

@@ -3,4 +3,5 @@
 //! links the whole AWS SDK). Run them through the README's test command,
 //! which starts moto and exports `AWS_ENDPOINT_URL`.
 
+mod api;
 mod support;

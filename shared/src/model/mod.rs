@@ -13,13 +13,15 @@ mod product;
 mod push;
 mod token;
 
+#[cfg(test)]
+mod tests;
+
 pub use date::KodeDate;
 pub use ids::{AssetId, MunicipalityNumber, OrderId, OrderLineId, SubOrderId};
 pub use kind::OrderKind;
 pub use open_enum::CodeName;
 pub use order::{Asset, AssetLocation, AssetStatus, Order, OrderLine, SubOrder};
-#[allow(unused_imports)]
-pub use product::*;
+pub use product::{PriceQuote, Product, ProductChild, ProductPrice, ProductQuote};
 pub use push::{
     DistributorMessage, DistributorMessageType, OrderPush, Push, PushError, PushKind, PushStatus,
 };
