@@ -11,6 +11,7 @@ mod open_enum;
 mod order;
 mod product;
 mod push;
+mod request;
 mod token;
 
 #[cfg(test)]
@@ -25,4 +26,5 @@ pub use product::{PriceQuote, Product, ProductChild, ProductPrice, ProductQuote}
 pub use push::{
     DistributorMessage, DistributorMessageType, OrderPush, Push, PushError, PushKind, PushStatus,
 };
+pub use request::*;
 pub use token::{Scopes, TokenResponse};

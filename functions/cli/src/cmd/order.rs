@@ -1,0 +1,157 @@
+//! `kode order create|get`.
+
+use clap::{Args, Subcommand};
+use kode::model::{CreateOrderRequest, OrderData, OrderId, RequestError};
+
+use super::input::{CadastreArgs, DeliveryArgs, MapArgs, ProductArgs, ShareArgs};
+use super::order_view;
+use crate::error::{request, CliError};
+use crate::output;
+use crate::settings::{GlobalArgs, Settings};
+
+#[derive(Args, Debug)]
+pub struct OrderArgs {
+    #[command(subcommand)]
+    command: OrderCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum OrderCommand {
+    /// Place an order (or show its body with --dry-run)
+    Create {
+        #[command(subcommand)]
+        kind: CreateKind,
+    },
+    /// Show an order's status, lines and delivered files
+    #[command(after_help = "Examples:\n  kode order get 2345678\n  kode order get 2345678 --json")]
+    Get {
+        /// The order (collection) id, as returned by `order create` and sent in pushes
+        #[arg(value_name = "ID")]
+        id: OrderId,
+        /// Print KODE's response as it came
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CreateKind {
+    /// Order by cadastre unit (matrikkel)
+    #[command(after_help = "Example:\n  kode order create cadastre --cadastre 0301-207-45-0-0 \\\n    --address 'Storgata 12, 0155 Oslo' --product WI03010033 \\\n    --reference OPPDRAG-2024-0042 --technical-reference acme-7f3c2a --dry-run")]
+    Cadastre {
+        #[command(flatten)]
+        data: CadastreArgs,
+        #[command(flatten)]
+        common: CreateCommon,
+    },
+    /// Order by housing-cooperative share
+    #[command(after_help = "Example:\n  kode order create share --organization-number 948677202 --share-number 57 \\\n    --product WI03010150 --reference OPPDRAG-2024-0043")]
+    Share {
+        #[command(flatten)]
+        data: ShareArgs,
+        #[command(flatten)]
+        common: CreateCommon,
+    },
+    /// Order by area (GeoJSON polygon in ETRS89 / UTM)
+    #[command(after_help = "Example:\n  kode order create map --geojson area.geojson --spatial-reference 25833 \\\n    --product WI03016101 --product-data '{\"system\":\"UTM\"}' --reference OPPDRAG-2024-0044")]
+    Map {
+        #[command(flatten)]
+        data: MapArgs,
+        #[command(flatten)]
+        common: CreateCommon,
+    },
+}
+
+#[derive(Args, Debug)]
+struct CreateCommon {
+    #[command(flatten)]
+    products: ProductArgs,
+    /// Groups orders and is the billing reference (typically the assignment key)
+    #[arg(long, value_name = "TEXT")]
+    reference: String,
+    /// Your own unique id for this order; KODE echoes it in pushes
+    #[arg(long, value_name = "TEXT")]
+    technical_reference: Option<String>,
+    #[command(flatten)]
+    delivery: DeliveryArgs,
+    /// Print the created order as JSON
+    #[arg(long)]
+    json: bool,
+    /// Print the request body and send nothing (no token request either)
+    #[arg(long)]
+    dry_run: bool,
+}
+
+pub async fn run(args: OrderArgs, global: &GlobalArgs) -> Result<(), CliError> {
+    match args.command {
+        OrderCommand::Create { kind } => create(kind, global).await,
+        OrderCommand::Get { id, json } => get(id, json, global).await,
+    }
+}
+
+async fn create(kind: CreateKind, global: &GlobalArgs) -> Result<(), CliError> {
+    let (order_data, common) = match &kind {
+        CreateKind::Cadastre { data, common } => (data.order_data()?, common),
+        CreateKind::Share { data, common } => (data.order_data(), common),
+        CreateKind::Map { data, common } => (data.order_data()?, common),
+    };
+    let body = build(order_data, common)?;
+    if common.dry_run {
+        eprintln!("dry run: POST /kode/v1/orders/{} not sent", body.kind());
+        output::print_json(&body)?;
+        return Ok(());
+    }
+    let settings = Settings::load(global)?;
+    let client = settings.client()?;
+    let order = client
+        .create_order(body.kind(), &body, settings.deadline())
+        .await?;
+    if common.json {
+        output::print_json(&order)?;
+    } else {
+        output::print(&format!(
+            "Created order {}.\n\n{}",
+            order.id,
+            order_view::render(&order)
+        ))?;
+    }
+    Ok(())
+}
+
+fn build(order_data: OrderData, common: &CreateCommon) -> Result<CreateOrderRequest, CliError> {
+    let mut body = CreateOrderRequest::new(
+        order_data,
+        common.products.selections()?,
+        &common.reference,
+    )
+    .map_err(|e| match e {
+        RequestError::NoProducts => CliError::invalid("--product", e),
+        e => CliError::invalid("--reference", e),
+    })?;
+    if let Some(reference) = &common.technical_reference {
+        body = body
+            .with_technical_reference(reference)
+            .map_err(request("--technical-reference"))?;
+    }
+    body.with_delivery_information(common.delivery.information())
+        .map_err(|e| match e {
+            RequestError::PostalCode(_) => CliError::invalid("--delivery-postal-code", e),
+            RequestError::Email(_) => CliError::invalid("--delivery-email", e),
+            e => CliError::invalid("delivery information", e),
+        })
+}
+
+async fn get(id: OrderId, json: bool, global: &GlobalArgs) -> Result<(), CliError> {
+    let settings = Settings::load(global)?;
+    let client = settings.client()?;
+    if json {
+        let raw = client
+            .get_json(&format!("/kode/v1/orders/{id}"), settings.deadline())
+            .await?;
+        output::print_json(&raw)?;
+    } else {
+        let order = client.get_order(id, settings.deadline()).await?;
+        output::print(&order_view::render(&order))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,45 @@
+//! How a `kode` command fails, and the exit code each failure gets.
+
+use kode::api::ApiError;
+use kode::model::RequestError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad flags, input file or configuration, found before any request (exit 2).
+    #[error("{0}")]
+    Usage(String),
+    /// KODE answered with an error, or could not be reached (exit 1).
+    #[error(transparent)]
+    Kode(#[from] ApiError),
+    /// Anything else, e.g. output that could not be written (exit 1).
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl CliError {
+    /// An invalid value, named by the flag it came from.
+    pub fn invalid(flag: &str, err: impl std::fmt::Display) -> CliError {
+        CliError::Usage(format!("invalid {flag}: {err}"))
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) => 2,
+            CliError::Kode(_) | CliError::Other(_) => 1,
+        }
+    }
+
+    /// Whether running the same command again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            CliError::Kode(e) => e.is_retryable(),
+            CliError::Usage(_) | CliError::Other(_) => false,
+        }
+    }
+}
+
+/// Request validation that involves several flags (the single-flag checks
+/// already ran in clap's value parsers, which name their flag themselves).
+pub fn request(flags: &str) -> impl Fn(RequestError) -> CliError + '_ {
+    move |e| CliError::invalid(flags, e)
+}

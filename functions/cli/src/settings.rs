@@ -1,0 +1,282 @@
+//! Where the `kode` command finds KODE: flags, then the environment (the
+//! DESIGN.md names), then a config file of `KEY=VALUE` lines using those same
+//! names. One vocabulary for all three means a config file is also a valid
+//! `.env` file for `kode serve`, a shell `export` list, or a Lambda's settings.
+//!
+//! Secrets (KODE_CLIENT_SECRET, KODE_PASSWORD) have no flag: a flag value is
+//! visible to every user in the process list. They come from the environment
+//! or the config file only.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use kode::api::{ApiConfig, Credentials, KodeClient};
+use kode::{Deadline, Secret};
+use url::Url;
+
+use crate::error::CliError;
+
+pub const DEFAULT_API_URL: &str = "https://beta-api.ambita.com";
+
+/// Keys a config file may hold (anything else is a typo worth reporting).
+const FILE_KEYS: &[&str] = &[
+    "KODE_API_URL",
+    "KODE_AUTH_URL",
+    "KODE_CLIENT_ID",
+    "KODE_CLIENT_SECRET",
+    "KODE_USERNAME",
+    "KODE_PASSWORD",
+    "DOWNLOAD_HOSTS",
+    "MAX_ASSET_BYTES",
+];
+const SECRET_KEYS: &[&str] = &["KODE_CLIENT_SECRET", "KODE_PASSWORD"];
+
+/// Connection options shared by every command. Values shown in `--help` never
+/// include what the environment holds (`hide_env_values`).
+#[derive(Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// Config file of KEY=VALUE lines (same names as the environment)
+    /// [default: $XDG_CONFIG_HOME/kode/config.env or ~/.config/kode/config.env]
+    #[arg(long, global = true, value_name = "FILE", env = "KODE_CONFIG", hide_env_values = true)]
+    pub config: Option<PathBuf>,
+    /// KODE API base URL [default: https://beta-api.ambita.com]
+    #[arg(long, global = true, value_name = "URL", env = "KODE_API_URL", hide_env_values = true)]
+    pub kode_api_url: Option<Url>,
+    /// KODE token endpoint [default: <KODE_API_URL>/authentication/v2/token]
+    #[arg(long, global = true, value_name = "URL", env = "KODE_AUTH_URL", hide_env_values = true)]
+    pub kode_auth_url: Option<Url>,
+    /// OAuth client id (the client secret comes from KODE_CLIENT_SECRET or the config file)
+    #[arg(long, global = true, value_name = "ID", env = "KODE_CLIENT_ID", hide_env_values = true)]
+    pub client_id: Option<String>,
+    /// KODE user name (the password comes from KODE_PASSWORD or the config file)
+    #[arg(long, global = true, value_name = "NAME", env = "KODE_USERNAME", hide_env_values = true)]
+    pub username: Option<String>,
+    /// Give up on KODE after this many seconds (retries included)
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 60)]
+    pub timeout: u64,
+}
+
+/// Resolved settings. Loading reads the config file but contacts nobody.
+pub struct Settings {
+    args: GlobalArgs,
+    file: ConfigFile,
+}
+
+impl Settings {
+    pub fn load(args: &GlobalArgs) -> Result<Settings, CliError> {
+        let file = match &args.config {
+            Some(path) => ConfigFile::read(path)?,
+            None => match default_config_path() {
+                Some(path) if path.exists() => ConfigFile::read(&path)?,
+                _ => ConfigFile::default(),
+            },
+        };
+        Ok(Settings {
+            args: args.clone(),
+            file,
+        })
+    }
+
+    /// Environment first, then the config file.
+    pub fn value(&self, key: &str) -> Option<String> {
+        std::env::var(key)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .or_else(|| self.file.get(key).map(str::to_owned))
+    }
+
+    fn required(&self, flag_or_env: Option<String>, key: &str) -> Result<String, CliError> {
+        flag_or_env
+            .filter(|v| !v.is_empty())
+            .or_else(|| self.file.get(key).map(str::to_owned))
+            .ok_or_else(|| {
+                CliError::Usage(format!(
+                    "{key} is not set: put it in the environment or in {}",
+                    self.file.describe()
+                ))
+            })
+    }
+
+    fn url(&self, flag_or_env: Option<Url>, key: &str) -> Result<Option<Url>, CliError> {
+        match flag_or_env {
+            Some(url) => Ok(Some(url)),
+            None => self
+                .file
+                .get(key)
+                .map(|raw| {
+                    Url::parse(raw).map_err(|e| {
+                        CliError::Usage(format!("{key} in {}: {e}", self.file.describe()))
+                    })
+                })
+                .transpose(),
+        }
+    }
+
+    pub fn api_config(&self) -> Result<ApiConfig, CliError> {
+        let api_url = match self.url(self.args.kode_api_url.clone(), "KODE_API_URL")? {
+            Some(url) => url,
+            None => Url::parse(DEFAULT_API_URL).map_err(|e| CliError::Other(e.into()))?,
+        };
+        let credentials = Credentials {
+            client_id: self.required(self.args.client_id.clone(), "KODE_CLIENT_ID")?,
+            client_secret: Secret::new(self.required(
+                std::env::var("KODE_CLIENT_SECRET").ok(),
+                "KODE_CLIENT_SECRET",
+            )?),
+            username: self.required(self.args.username.clone(), "KODE_USERNAME")?,
+            password: Secret::new(
+                self.required(std::env::var("KODE_PASSWORD").ok(), "KODE_PASSWORD")?,
+            ),
+        };
+        let mut config = ApiConfig::new(api_url, credentials);
+        if let Some(auth_url) = self.url(self.args.kode_auth_url.clone(), "KODE_AUTH_URL")? {
+            config.auth_url = auth_url;
+        }
+        if let Some(hosts) = self.value("DOWNLOAD_HOSTS") {
+            config.download_hosts = hosts
+                .split(',')
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
+        if let Some(max) = self.value("MAX_ASSET_BYTES") {
+            config.max_asset_bytes = max.trim().parse().map_err(|_| {
+                CliError::Usage(format!("MAX_ASSET_BYTES {max:?} is not a whole number"))
+            })?;
+        }
+        Ok(config)
+    }
+
+    /// The one client for this run.
+    pub fn client(&self) -> Result<KodeClient, CliError> {
+        KodeClient::new(self.api_config()?).map_err(CliError::Kode)
+    }
+
+    pub fn deadline(&self) -> Deadline {
+        Deadline::after(Duration::from_secs(self.args.timeout))
+    }
+}
+
+fn default_config_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("kode").join("config.env"))
+}
+
+/// `KEY=VALUE` lines; `#` starts a comment line; an optional `export ` prefix
+/// and matching single or double quotes around the value are allowed.
+#[derive(Default)]
+struct ConfigFile {
+    path: Option<PathBuf>,
+    values: BTreeMap<String, String>,
+}
+
+impl ConfigFile {
+    fn read(path: &Path) -> Result<ConfigFile, CliError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            CliError::Usage(format!("cannot read config file {}: {e}", path.display()))
+        })?;
+        let values = parse_config(&text)
+            .map_err(|e| CliError::Usage(format!("config file {}: {e}", path.display())))?;
+        if values.keys().any(|k| SECRET_KEYS.contains(&k.as_str())) {
+            warn_if_readable_by_others(path);
+        }
+        Ok(ConfigFile {
+            path: Some(path.to_owned()),
+            values,
+        })
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str)
+    }
+
+    fn describe(&self) -> String {
+        match &self.path {
+            Some(p) => format!("the config file {}", p.display()),
+            None => "a config file (--config FILE, or ~/.config/kode/config.env)".to_owned(),
+        }
+    }
+}
+
+fn parse_config(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut values = BTreeMap::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| format!("line {}: expected KEY=VALUE", number + 1))?;
+        let key = key.trim();
+        if !FILE_KEYS.contains(&key) {
+            return Err(format!(
+                "line {}: unknown key {key:?} (known: {})",
+                number + 1,
+                FILE_KEYS.join(", ")
+            ));
+        }
+        values.insert(key.to_owned(), unquote(value.trim()).to_owned());
+    }
+    Ok(values)
+}
+
+fn unquote(value: &str) -> &str {
+    for quote in ['"', '\''] {
+        if let Some(inner) = value
+            .strip_prefix(quote)
+            .and_then(|v| v.strip_suffix(quote))
+        {
+            return inner;
+        }
+    }
+    value
+}
+
+#[cfg(unix)]
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            eprintln!(
+                "warning: {} holds secrets but others may read it; run: chmod 600 {}",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_readable_by_others(_path: &Path) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_lines_accept_comments_export_and_quotes() {
+        let values = parse_config(
+            "# KODE beta\n\nexport KODE_CLIENT_ID=acme\nKODE_PASSWORD=\"p a=ss\"\nKODE_USERNAME='kari'\n",
+        )
+        .unwrap();
+        assert_eq!(values["KODE_CLIENT_ID"], "acme");
+        assert_eq!(values["KODE_PASSWORD"], "p a=ss");
+        assert_eq!(values["KODE_USERNAME"], "kari");
+    }
+
+    #[test]
+    fn config_rejects_unknown_keys_and_bad_lines_with_line_number() {
+        let err = parse_config("KODE_CLIENT_ID=a\nKODE_CLIENTID=b\n").unwrap_err();
+        assert!(err.starts_with("line 2: unknown key \"KODE_CLIENTID\""), "{err}");
+        let err = parse_config("just words\n").unwrap_err();
+        assert_eq!(err, "line 1: expected KEY=VALUE");
+    }
+}
