@@ -6,6 +6,7 @@
 mod envelope;
 mod error;
 mod execute;
+mod kode_client;
 mod messages;
 
 #[cfg(test)]

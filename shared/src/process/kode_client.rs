@@ -1,0 +1,25 @@
+//! The KODE API client as the processor's [`KodeSource`].
+
+use async_trait::async_trait;
+
+use super::KodeSource;
+use crate::api::{ApiError, KodeClient};
+use crate::model::{Order, OrderId};
+use crate::store::ChunkSource;
+use crate::Deadline;
+
+#[async_trait]
+impl KodeSource for KodeClient {
+    async fn get_order(&self, id: OrderId, deadline: Deadline) -> Result<Order, ApiError> {
+        KodeClient::get_order(self, id, deadline).await
+    }
+
+    async fn download(
+        &self,
+        url: &str,
+        deadline: Deadline,
+    ) -> Result<Box<dyn ChunkSource>, ApiError> {
+        let download = KodeClient::download(self, url, deadline).await?;
+        Ok(Box::new(download))
+    }
+}
