@@ -39,19 +39,49 @@ const SECRET_KEYS: &[&str] = &["KODE_CLIENT_SECRET", "KODE_PASSWORD"];
 pub struct GlobalArgs {
     /// Config file of KEY=VALUE lines (same names as the environment)
     /// [default: $XDG_CONFIG_HOME/kode/config.env or ~/.config/kode/config.env]
-    #[arg(long, global = true, value_name = "FILE", env = "KODE_CONFIG", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "KODE_CONFIG",
+        hide_env_values = true
+    )]
     pub config: Option<PathBuf>,
     /// KODE API base URL [default: https://beta-api.ambita.com]
-    #[arg(long, global = true, value_name = "URL", env = "KODE_API_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "KODE_API_URL",
+        hide_env_values = true
+    )]
     pub kode_api_url: Option<Url>,
     /// KODE token endpoint [default: <KODE_API_URL>/authentication/v2/token]
-    #[arg(long, global = true, value_name = "URL", env = "KODE_AUTH_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "KODE_AUTH_URL",
+        hide_env_values = true
+    )]
     pub kode_auth_url: Option<Url>,
     /// OAuth client id (the client secret comes from KODE_CLIENT_SECRET or the config file)
-    #[arg(long, global = true, value_name = "ID", env = "KODE_CLIENT_ID", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        value_name = "ID",
+        env = "KODE_CLIENT_ID",
+        hide_env_values = true
+    )]
     pub client_id: Option<String>,
     /// KODE user name (the password comes from KODE_PASSWORD or the config file)
-    #[arg(long, global = true, value_name = "NAME", env = "KODE_USERNAME", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        env = "KODE_USERNAME",
+        hide_env_values = true
+    )]
     pub username: Option<String>,
     /// Give up on KODE after this many seconds (retries included)
     #[arg(long, global = true, value_name = "SECS", default_value_t = 60)]
@@ -275,7 +305,10 @@ mod tests {
     #[test]
     fn config_rejects_unknown_keys_and_bad_lines_with_line_number() {
         let err = parse_config("KODE_CLIENT_ID=a\nKODE_CLIENTID=b\n").unwrap_err();
-        assert!(err.starts_with("line 2: unknown key \"KODE_CLIENTID\""), "{err}");
+        assert!(
+            err.starts_with("line 2: unknown key \"KODE_CLIENTID\""),
+            "{err}"
+        );
         let err = parse_config("just words\n").unwrap_err();
         assert_eq!(err, "line 1: expected KEY=VALUE");
     }

@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use futures_util::future::BoxFuture;
 use futures_util::stream::{self, StreamExt};
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -159,13 +160,20 @@ impl Processor {
     where
         I: Iterator<Item = T> + 'a,
         F: Fn(T) -> Fut + 'a,
-        Fut: Future<Output = R> + 'a,
+        Fut: Future<Output = R> + Send + 'a,
+        R: Send + 'a,
     {
-        let mut results: Vec<(usize, R)> = stream::iter(items.enumerate())
+        // Boxed and collected before they are polled: a lazy `map` closure
+        // inside the stream would make this future fail `Send` for callers
+        // that spawn it (rustc's higher-ranked lifetime limitation).
+        let futures: Vec<BoxFuture<'a, (usize, R)>> = items
+            .enumerate()
             .map(|(i, item)| {
                 let fut = work(item);
-                async move { (i, fut.await) }
+                Box::pin(async move { (i, fut.await) }) as BoxFuture<'a, (usize, R)>
             })
+            .collect();
+        let mut results: Vec<(usize, R)> = stream::iter(futures)
             .buffer_unordered(self.download_concurrency.max(1))
             .collect()
             .await;

@@ -16,7 +16,9 @@ pub struct AuthArgs {
 #[derive(Subcommand, Debug)]
 enum AuthCommand {
     /// Obtain a token and show its scopes and lifetime (never the token itself)
-    #[command(after_help = "Example:\n  KODE_CLIENT_ID=acme KODE_CLIENT_SECRET=... KODE_USERNAME=kari KODE_PASSWORD=... \\\n    kode auth check")]
+    #[command(
+        after_help = "Example:\n  KODE_CLIENT_ID=acme KODE_CLIENT_SECRET=... KODE_USERNAME=kari KODE_PASSWORD=... \\\n    kode auth check"
+    )]
     Check {
         /// Print {"scopes": [...], "expiresInSeconds": N} instead of text
         #[arg(long)]

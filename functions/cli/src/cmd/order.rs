@@ -37,7 +37,9 @@ enum OrderCommand {
 #[derive(Subcommand, Debug)]
 enum CreateKind {
     /// Order by cadastre unit (matrikkel)
-    #[command(after_help = "Example:\n  kode order create cadastre --cadastre 0301-207-45-0-0 \\\n    --address 'Storgata 12, 0155 Oslo' --product WI03010033 \\\n    --reference OPPDRAG-2024-0042 --technical-reference acme-7f3c2a --dry-run")]
+    #[command(
+        after_help = "Example:\n  kode order create cadastre --cadastre 0301-207-45-0-0 \\\n    --address 'Storgata 12, 0155 Oslo' --product WI03010033 \\\n    --reference OPPDRAG-2024-0042 --technical-reference acme-7f3c2a --dry-run"
+    )]
     Cadastre {
         #[command(flatten)]
         data: CadastreArgs,
@@ -45,7 +47,9 @@ enum CreateKind {
         common: CreateCommon,
     },
     /// Order by housing-cooperative share
-    #[command(after_help = "Example:\n  kode order create share --organization-number 948677202 --share-number 57 \\\n    --product WI03010150 --reference OPPDRAG-2024-0043")]
+    #[command(
+        after_help = "Example:\n  kode order create share --organization-number 948677202 --share-number 57 \\\n    --product WI03010150 --reference OPPDRAG-2024-0043"
+    )]
     Share {
         #[command(flatten)]
         data: ShareArgs,
@@ -53,7 +57,9 @@ enum CreateKind {
         common: CreateCommon,
     },
     /// Order by area (GeoJSON polygon in ETRS89 / UTM)
-    #[command(after_help = "Example:\n  kode order create map --geojson area.geojson --spatial-reference 25833 \\\n    --product WI03016101 --product-data '{\"system\":\"UTM\"}' --reference OPPDRAG-2024-0044")]
+    #[command(
+        after_help = "Example:\n  kode order create map --geojson area.geojson --spatial-reference 25833 \\\n    --product WI03016101 --product-data '{\"system\":\"UTM\"}' --reference OPPDRAG-2024-0044"
+    )]
     Map {
         #[command(flatten)]
         data: MapArgs,
@@ -119,15 +125,12 @@ async fn create(kind: CreateKind, global: &GlobalArgs) -> Result<(), CliError> {
 }
 
 fn build(order_data: OrderData, common: &CreateCommon) -> Result<CreateOrderRequest, CliError> {
-    let mut body = CreateOrderRequest::new(
-        order_data,
-        common.products.selections()?,
-        &common.reference,
-    )
-    .map_err(|e| match e {
-        RequestError::NoProducts => CliError::invalid("--product", e),
-        e => CliError::invalid("--reference", e),
-    })?;
+    let mut body =
+        CreateOrderRequest::new(order_data, common.products.selections()?, &common.reference)
+            .map_err(|e| match e {
+                RequestError::NoProducts => CliError::invalid("--product", e),
+                e => CliError::invalid("--reference", e),
+            })?;
     if let Some(reference) = &common.technical_reference {
         body = body
             .with_technical_reference(reference)

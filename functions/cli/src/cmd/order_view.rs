@@ -118,9 +118,29 @@ mod tests {
         }))
         .unwrap();
         let text = render(&order);
-        assert!(text.starts_with("Order 2345678  status PROGRESS\nprice 1480.00 net, 1850.00 incl. VAT\n"), "{text}");
-        assert!(text.contains("  13579002  FINISHED  NORMAL  WI03010900  Godkjente bygningstegninger  13579001\n"), "{text}");
-        assert!(text.contains("  a1     OK       sub-order       -                     Situasjonskart.pdf\n"), "{text}");
-        assert!(text.contains("  a2     DELETED  line 13579002   KOMMUNAL_INFORMASJON  Tegninger.pdf\n"), "{text}");
+        assert!(
+            text.starts_with(
+                "Order 2345678  status PROGRESS\nprice 1480.00 net, 1850.00 incl. VAT\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "  13579002  FINISHED  NORMAL  WI03010900  Godkjente bygningstegninger  13579001\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "  a1     OK       sub-order       -                     Situasjonskart.pdf\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "  a2     DELETED  line 13579002   KOMMUNAL_INFORMASJON  Tegninger.pdf\n"
+            ),
+            "{text}"
+        );
     }
 }

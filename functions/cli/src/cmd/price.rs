@@ -18,7 +18,9 @@ pub struct PriceArgs {
 #[derive(Subcommand, Debug)]
 enum PriceKind {
     /// Price by cadastre unit (matrikkel)
-    #[command(after_help = "Example:\n  kode price cadastre --cadastre 0301-207-45-0-0 --product WI03010033")]
+    #[command(
+        after_help = "Example:\n  kode price cadastre --cadastre 0301-207-45-0-0 --product WI03010033"
+    )]
     Cadastre {
         #[command(flatten)]
         data: CadastreArgs,
@@ -26,7 +28,9 @@ enum PriceKind {
         common: PriceCommon,
     },
     /// Price by housing-cooperative share
-    #[command(after_help = "Example:\n  kode price share --organization-number 948677202 --share-number 57 --product WI03010150")]
+    #[command(
+        after_help = "Example:\n  kode price share --organization-number 948677202 --share-number 57 --product WI03010150"
+    )]
     Share {
         #[command(flatten)]
         data: ShareArgs,
@@ -34,7 +38,9 @@ enum PriceKind {
         common: PriceCommon,
     },
     /// Price by area (GeoJSON polygon); map products are priced by area
-    #[command(after_help = "Example:\n  kode price map --geojson area.geojson --product WI03016101 --product-data '{\"system\":\"UTM\"}'")]
+    #[command(
+        after_help = "Example:\n  kode price map --geojson area.geojson --product WI03016101 --product-data '{\"system\":\"UTM\"}'"
+    )]
     Map {
         #[command(flatten)]
         data: MapArgs,
@@ -91,7 +97,10 @@ fn render(response: &Value) -> String {
     let mut table = Table::new(&["CODE", "PRICE NET", "PRICE INCL. VAT"]);
     for p in products {
         table.row(vec![
-            p.get("code").and_then(Value::as_str).unwrap_or("-").to_owned(),
+            p.get("code")
+                .and_then(Value::as_str)
+                .unwrap_or("-")
+                .to_owned(),
             money(number(p, "priceNet")),
             money(number(p, "priceVat")),
         ]);
@@ -110,8 +119,10 @@ mod tests {
 
     #[test]
     fn render_lists_products_and_total() {
-        let text = super::render(&json!({"products": [{"code": "WI1", "priceNet": 100, "priceVat": 125.0}],
-            "priceNet": 100, "priceVat": 125}));
+        let text = super::render(
+            &json!({"products": [{"code": "WI1", "priceNet": 100, "priceVat": 125.0}],
+            "priceNet": 100, "priceVat": 125}),
+        );
         assert_eq!(
             text,
             "CODE   PRICE NET  PRICE INCL. VAT\nWI1    100.00     125.00\nTOTAL  100.00     125.00\n"
@@ -120,6 +131,9 @@ mod tests {
 
     #[test]
     fn render_shows_unknown_shapes_as_json() {
-        assert_eq!(super::render(&json!({"total": 5})), "{\n  \"total\": 5\n}\n");
+        assert_eq!(
+            super::render(&json!({"total": 5})),
+            "{\n  \"total\": 5\n}\n"
+        );
     }
 }

@@ -8,7 +8,9 @@ use crate::output::{self, clip, money, Table};
 use crate::settings::{GlobalArgs, Settings};
 
 #[derive(Args, Debug)]
-#[command(after_help = "Examples:\n  kode products --municipality 0301\n  kode products --municipality 9999 --json > products.json")]
+#[command(
+    after_help = "Examples:\n  kode products --municipality 0301\n  kode products --municipality 9999 --json > products.json"
+)]
 pub struct ProductsArgs {
     /// Municipality number, four digits with its leading zero (0301 = Oslo)
     #[arg(long, value_name = "NNNN", value_parser = MunicipalityNumber::parse)]
@@ -38,7 +40,8 @@ fn table(products: &[Product]) -> String {
     if products.is_empty() {
         return "No products.\n".to_owned();
     }
-    let code = |c: &Option<kode::model::CodeName>| c.as_ref().map_or("-", |c| c.code.as_str()).to_owned();
+    let code =
+        |c: &Option<kode::model::CodeName>| c.as_ref().map_or("-", |c| c.code.as_str()).to_owned();
     let mut table = Table::new(&[
         "CODE",
         "NAME",
