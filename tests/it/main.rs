@@ -4,3 +4,4 @@
 //! which starts moto and exports `AWS_ENDPOINT_URL`.
 
 mod support;
+mod webhook;
