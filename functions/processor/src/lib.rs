@@ -1,1 +1,170 @@
-//! processor Lambda (see README).
+//! processor Lambda: takes SQS FIFO batches of push envelopes and runs each
+//! through [`kode::process::Processor`]. Records of one message group (one
+//! order) run in order; groups run side by side. A failed record and every
+//! later record of its group go back to the queue as batch item failures,
+//! so an order's pushes are never applied out of order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use futures_util::future::join_all;
+use kode::process::{ProcessError, Processor};
+use kode::Deadline;
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use tracing::{error, warn};
+
+/// Time kept free at the end of an invocation: no record starts, and no
+/// KODE retry sleeps, inside it (`PROCESSOR_DEADLINE_MARGIN_SECS`).
+pub const DEFAULT_DEADLINE_MARGIN: Duration = Duration::from_secs(5);
+
+/// Handles one queue message body.
+#[async_trait]
+pub trait RecordHandler: Send + Sync {
+    async fn handle(&self, body: &str, deadline: Deadline) -> Result<(), ProcessError>;
+}
+
+#[async_trait]
+impl RecordHandler for Processor {
+    async fn handle(&self, body: &str, deadline: Deadline) -> Result<(), ProcessError> {
+        self.handle_envelope(body, deadline).await.map(|_| ())
+    }
+}
+
+/// A batch that cannot be answered record by record; Lambda then retries
+/// the whole batch.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// Without a message id a failure could not be reported, and an empty
+    /// `itemIdentifier` would fail the batch anyway.
+    #[error("SQS record {index} has no messageId")]
+    MissingMessageId { index: usize },
+}
+
+impl BatchError {
+    /// Always worth retrying: nothing of the batch was processed.
+    pub fn is_retryable(&self) -> bool {
+        true
+    }
+}
+
+impl From<BatchError> for Diagnostic {
+    fn from(error: BatchError) -> Diagnostic {
+        Diagnostic {
+            error_type: "BatchError".into(),
+            error_message: error.to_string(),
+        }
+    }
+}
+
+/// Processes a batch: groups concurrently, each group's records in order.
+/// `deadline` is the invocation's; no record starts once less than
+/// `margin` of it remains, and such records are reported as failures.
+pub async fn handle_batch<H: RecordHandler + ?Sized>(
+    handler: &H,
+    event: SqsEvent,
+    deadline: Deadline,
+    margin: Duration,
+) -> Result<SqsBatchResponse, BatchError> {
+    let mut records = Vec::with_capacity(event.records.len());
+    for (index, record) in event.records.into_iter().enumerate() {
+        match record.message_id.clone() {
+            Some(id) if !id.is_empty() => records.push((id, record)),
+            _ => return Err(BatchError::MissingMessageId { index }),
+        }
+    }
+
+    // A record without a group (not a FIFO queue) joins the "" group, so
+    // ordering is kept rather than guessed.
+    let mut groups: Vec<Vec<&(String, SqsMessage)>> = Vec::new();
+    let mut group_of: HashMap<&str, usize> = HashMap::new();
+    for record in &records {
+        let group = record
+            .1
+            .attributes
+            .get("MessageGroupId")
+            .map(String::as_str)
+            .unwrap_or("");
+        let index = *group_of.entry(group).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[index].push(record);
+    }
+
+    let work_deadline = deadline.minus(margin);
+    let failed = join_all(
+        groups
+            .iter()
+            .map(|group| run_group(handler, group, work_deadline)),
+    )
+    .await;
+
+    let mut response = SqsBatchResponse::default();
+    for id in failed.into_iter().flatten() {
+        response.add_failure(id);
+    }
+    Ok(response)
+}
+
+/// Runs one group's records in order; returns the ids to report as failed.
+async fn run_group<H: RecordHandler + ?Sized>(
+    handler: &H,
+    records: &[&(String, SqsMessage)],
+    deadline: Deadline,
+) -> Vec<String> {
+    let mut failed = Vec::new();
+    let mut stopped: Option<&'static str> = None;
+    for (id, record) in records.iter().map(|r| (&r.0, &r.1)) {
+        let group = record.attributes.get("MessageGroupId").map(String::as_str);
+        if stopped.is_none() && deadline.has_passed() {
+            stopped = Some("invocation deadline near");
+        }
+        if let Some(reason) = stopped {
+            warn!(action = "record_deferred", messageId = %id, group, reason, "record returned to the queue");
+            failed.push(id.clone());
+            continue;
+        }
+        // A record without a body fails like any unparseable envelope.
+        let body = record.body.as_deref().unwrap_or("");
+        if let Err(e) = handler.handle(body, deadline).await {
+            error!(action = "record_failed", messageId = %id, group, retryable = e.is_retryable(), error = %e, "record failed");
+            failed.push(id.clone());
+            stopped = Some("an earlier record of its group failed");
+        }
+    }
+    failed
+}
+
+/// The invocation deadline from the Lambda context (milliseconds since the
+/// Unix epoch).
+pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Deadline {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    let left = u128::from(deadline_ms).saturating_sub(now_ms);
+    Deadline::after(Duration::from_millis(
+        u64::try_from(left).unwrap_or(u64::MAX),
+    ))
+}
+
+/// Serves SQS batches until the runtime stops.
+pub async fn run<H: RecordHandler + 'static>(
+    handler: Arc<H>,
+    margin: Duration,
+) -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let handler = handler.clone();
+        async move {
+            let deadline = deadline_from_epoch_ms(event.context.deadline);
+            handle_batch(handler.as_ref(), event.payload, deadline, margin).await
+        }
+    }))
+    .await
+}
+
+#[cfg(test)]
+mod tests;

@@ -6,7 +6,6 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures_util::future::BoxFuture;
 use futures_util::stream::{self, StreamExt};
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -77,9 +76,12 @@ impl Processor {
             .chain(plan.tombstones.iter().map(|d| (d, false)))
             .collect();
         let removed = self
-            .bounded(removals.iter().copied(), |(d, stored)| {
-                self.remove(order, d, stored, now)
-            })
+            .bounded(
+                removals
+                    .iter()
+                    .map(|&(d, stored)| self.remove(order, d, stored, now))
+                    .collect(),
+            )
             .await;
         for ((d, stored), result) in removals.into_iter().zip(removed) {
             result?;
@@ -96,17 +98,12 @@ impl Processor {
 
         let failed = AtomicBool::new(false);
         let fetched = self
-            .bounded(plan.downloads.iter(), |d| async {
-                if failed.load(Ordering::Relaxed) {
-                    return Ok(Fetched::NotStarted);
-                }
-                let result = self.fetch(d, deadline, now).await;
-                if let Err(e) = &result {
-                    failed.store(true, Ordering::Relaxed);
-                    warn!(action = "asset_failed", orderId = %order, assetId = %d.asset_id, retryable = e.is_retryable(), error = %e, "asset not stored");
-                }
-                result
-            })
+            .bounded(
+                plan.downloads
+                    .iter()
+                    .map(|d| self.fetch_unless_failed(d, &failed, deadline, now))
+                    .collect(),
+            )
             .await;
         let mut first_error = None;
         for (d, result) in plan.downloads.iter().zip(fetched) {
@@ -153,32 +150,37 @@ impl Processor {
         Ok(report)
     }
 
-    /// Runs `work` on every item, at most `download_concurrency` at once,
-    /// and returns the results in item order. Every started item runs to its
-    /// end: an upload cut off mid-way could not clean up after itself.
-    async fn bounded<'a, I, T, F, Fut, R>(&'a self, items: I, work: F) -> Vec<R>
-    where
-        I: Iterator<Item = T> + 'a,
-        F: Fn(T) -> Fut + 'a,
-        Fut: Future<Output = R> + Send + 'a,
-        R: Send + 'a,
-    {
-        // Boxed and collected before they are polled: a lazy `map` closure
-        // inside the stream would make this future fail `Send` for callers
-        // that spawn it (rustc's higher-ranked lifetime limitation).
-        let futures: Vec<BoxFuture<'a, (usize, R)>> = items
-            .enumerate()
-            .map(|(i, item)| {
-                let fut = work(item);
-                Box::pin(async move { (i, fut.await) }) as BoxFuture<'a, (usize, R)>
-            })
-            .collect();
-        let mut results: Vec<(usize, R)> = stream::iter(futures)
+    /// Runs the futures, at most `download_concurrency` at once, and
+    /// returns their results in the order given. Every started future runs
+    /// to its end: an upload cut off mid-way could not clean up after itself.
+    async fn bounded<R, F: Future<Output = R>>(&self, work: Vec<F>) -> Vec<R> {
+        let mut results: Vec<(usize, R)> = stream::iter(work.into_iter().enumerate())
+            .map(|(i, fut)| async move { (i, fut.await) })
             .buffer_unordered(self.download_concurrency.max(1))
             .collect()
             .await;
         results.sort_by_key(|(i, _)| *i);
         results.into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// Once one download of the push failed, the push fails: starting
+    /// more would only spend the invocation's time.
+    async fn fetch_unless_failed(
+        &self,
+        d: &PlannedDownload,
+        failed: &AtomicBool,
+        deadline: Deadline,
+        now: &str,
+    ) -> Result<Fetched, ProcessError> {
+        if failed.load(Ordering::Relaxed) {
+            return Ok(Fetched::NotStarted);
+        }
+        let result = self.fetch(d, deadline, now).await;
+        if let Err(e) = &result {
+            failed.store(true, Ordering::Relaxed);
+            warn!(action = "asset_failed", orderId = %d.meta.order_id, assetId = %d.asset_id, retryable = e.is_retryable(), error = %e, "asset not stored");
+        }
+        result
     }
 
     async fn fetch(
