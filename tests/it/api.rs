@@ -110,6 +110,24 @@ async fn an_expired_token_triggers_one_reauthentication_with_the_refresh_token()
 }
 
 #[tokio::test]
+async fn concurrent_401s_share_one_reauthentication() {
+    let fake = FakeKode::start().await;
+    fake.add_order(OrderSpec::new(250));
+    let client = client(&fake);
+    client.get_order(OrderId(250), deadline()).await.unwrap();
+    fake.expire_tokens();
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let client = client.clone();
+        calls.spawn(async move { client.get_order(OrderId(250), deadline()).await });
+    }
+    while let Some(result) = calls.join_next().await {
+        result.expect("task").expect("order");
+    }
+    assert_eq!(fake.grants("password") + fake.grants("refresh_token"), 2);
+}
+
+#[tokio::test]
 async fn a_rejected_refresh_token_falls_back_to_the_password_grant() {
     let fake = FakeKode::start().await;
     fake.add_order(OrderSpec::new(300));

@@ -188,7 +188,7 @@ async fn fetch(
             if !response.status().is_success() {
                 return Err(http::status_error(&what, response, &secrets).await);
             }
-            http::json::<TokenResponse>(&what, response).await
+            http::json::<TokenResponse>(&what, response, config.request_timeout, deadline).await
         })
         .await;
     result.map_err(|e| match e {

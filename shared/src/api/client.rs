@@ -67,6 +67,8 @@ impl KodeClient {
             // token is attached per hop, only for allowed hosts.
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(config.request_timeout)
+            // Backstop for any read that the per-call timeouts do not cover.
+            .read_timeout(config.request_timeout)
             .user_agent(concat!("kode-push/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ApiError::Invalid(format!("cannot build the HTTP client: {e}")))?;
@@ -312,7 +314,7 @@ impl KodeClient {
                                 )
                                 .await);
                             }
-                            http::json(what, response).await
+                            http::json(what, response, inner.config.request_timeout, deadline).await
                         }
                     })
                     .await

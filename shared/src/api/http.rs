@@ -95,20 +95,37 @@ pub(crate) async fn status_error(
     }
 }
 
-/// Reads a JSON body (bounded) and decodes it.
+/// Reads a JSON body (bounded in size and time) and decodes it.
 pub(crate) async fn json<T: serde::de::DeserializeOwned>(
     what: &str,
     response: reqwest::Response,
+    per_attempt: Duration,
+    deadline: Deadline,
 ) -> Result<T, ApiError> {
-    let body = read_limited(response, MAX_JSON_BYTES)
-        .await
-        .map_err(|e| match e {
-            ReadError::Transport(e) => transport(what, &e),
-            ReadError::TooLarge => ApiError::Decode {
+    let limit = per_attempt.min(deadline.remaining());
+    let body = match tokio::time::timeout(limit, read_limited(response, MAX_JSON_BYTES)).await {
+        Ok(body) => body,
+        Err(_) if deadline.has_passed() => {
+            return Err(deadline_exceeded(
+                what,
+                1,
+                "deadline reached while reading KODE's answer",
+            ))
+        }
+        Err(_) => {
+            return Err(ApiError::Transport {
                 what: what.to_owned(),
-                message: format!("response larger than {MAX_JSON_BYTES} bytes"),
-            },
-        })?;
+                message: format!("answer not complete within {} s", limit.as_secs_f32()),
+            })
+        }
+    };
+    let body = body.map_err(|e| match e {
+        ReadError::Transport(e) => transport(what, &e),
+        ReadError::TooLarge => ApiError::Decode {
+            what: what.to_owned(),
+            message: format!("response larger than {MAX_JSON_BYTES} bytes"),
+        },
+    })?;
     serde_json::from_slice(&body).map_err(|e| ApiError::Decode {
         what: what.to_owned(),
         message: e.to_string(),

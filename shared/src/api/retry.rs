@@ -65,6 +65,7 @@ impl RetryPolicy {
         Fut: Future<Output = Result<T, ApiError>>,
     {
         let mut attempts = 0u32;
+        let mut previous: Option<String> = None;
         loop {
             if deadline.has_passed() {
                 return Err(deadline_exceeded(
@@ -78,8 +79,13 @@ impl RetryPolicy {
                 Ok(value) => return Ok(value),
                 Err(e) => e,
             };
-            if matches!(error, ApiError::DeadlineExceeded { .. }) {
-                return Err(error);
+            if let ApiError::DeadlineExceeded { last, .. } = &error {
+                // The attempt ran into the deadline: report the whole story.
+                let last = match &previous {
+                    Some(before) => format!("{last} (before that: {before})"),
+                    None => last.clone(),
+                };
+                return Err(deadline_exceeded(what, attempts, &last));
             }
             if !is_transient(&error, idempotency) || attempts >= self.max_attempts {
                 return Err(error);
@@ -100,6 +106,7 @@ impl RetryPolicy {
                 error = %error,
                 "transient KODE failure; retrying"
             );
+            previous = Some(error.to_string());
             tokio::time::sleep(wait).await;
         }
     }
