@@ -12,13 +12,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
-use kode::api::{ApiConfig, Credentials, KodeClient};
+use kode::api::{ApiConfig, Credentials, KodeClient, DEFAULT_API_URL};
 use kode::{Deadline, Secret};
 use url::Url;
 
 use crate::error::CliError;
-
-pub const DEFAULT_API_URL: &str = "https://beta-api.ambita.com";
 
 /// Keys a config file may hold (anything else is a typo worth reporting).
 const FILE_KEYS: &[&str] = &[
@@ -36,6 +34,7 @@ const SECRET_KEYS: &[&str] = &["KODE_CLIENT_SECRET", "KODE_PASSWORD"];
 /// Connection options shared by every command. Values shown in `--help` never
 /// include what the environment holds (`hide_env_values`).
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Connection")]
 pub struct GlobalArgs {
     /// Config file of KEY=VALUE lines (same names as the environment)
     /// [default: $XDG_CONFIG_HOME/kode/config.env or ~/.config/kode/config.env]

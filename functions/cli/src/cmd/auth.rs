@@ -8,6 +8,7 @@ use crate::output;
 use crate::settings::{GlobalArgs, Settings};
 
 #[derive(Args, Debug)]
+#[command(after_help = "Example:\n  kode auth check")]
 pub struct AuthArgs {
     #[command(subcommand)]
     command: AuthCommand,

@@ -1,6 +1,7 @@
 //! `kode order create|get`.
 
 use clap::{Args, Subcommand};
+use kode::api::ApiError;
 use kode::model::{CreateOrderRequest, OrderData, OrderId, RequestError};
 
 use super::input::{CadastreArgs, DeliveryArgs, MapArgs, ProductArgs, ShareArgs};
@@ -10,6 +11,9 @@ use crate::output;
 use crate::settings::{GlobalArgs, Settings};
 
 #[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  kode order create cadastre --cadastre 0301-207-45-0-0 --product WI03010033 --reference R1 --dry-run\n  kode order get 2345678"
+)]
 pub struct OrderArgs {
     #[command(subcommand)]
     command: OrderCommand,
@@ -18,9 +22,12 @@ pub struct OrderArgs {
 #[derive(Subcommand, Debug)]
 enum OrderCommand {
     /// Place an order (or show its body with --dry-run)
+    #[command(
+        after_help = "Examples:\n  kode order create cadastre --cadastre 0301-207-45-0-0 --product WI03010033 --reference R1 --dry-run\n  kode order create share --organization-number 948677202 --share-number 57 --product WI03010150 --reference R2"
+    )]
     Create {
         #[command(subcommand)]
-        kind: CreateKind,
+        kind: Box<CreateKind>,
     },
     /// Show an order's status, lines and delivered files
     #[command(after_help = "Examples:\n  kode order get 2345678\n  kode order get 2345678 --json")]
@@ -80,7 +87,7 @@ struct CreateCommon {
     technical_reference: Option<String>,
     #[command(flatten)]
     delivery: DeliveryArgs,
-    /// Print the created order as JSON
+    /// Print the created order as JSON (as parsed by this tool)
     #[arg(long)]
     json: bool,
     /// Print the request body and send nothing (no token request either)
@@ -90,7 +97,7 @@ struct CreateCommon {
 
 pub async fn run(args: OrderArgs, global: &GlobalArgs) -> Result<(), CliError> {
     match args.command {
-        OrderCommand::Create { kind } => create(kind, global).await,
+        OrderCommand::Create { kind } => create(*kind, global).await,
         OrderCommand::Get { id, json } => get(id, json, global).await,
     }
 }
@@ -111,7 +118,8 @@ async fn create(kind: CreateKind, global: &GlobalArgs) -> Result<(), CliError> {
     let client = settings.client()?;
     let order = client
         .create_order(body.kind(), &body, settings.deadline())
-        .await?;
+        .await
+        .map_err(|e| maybe_created(e, &body))?;
     if common.json {
         output::print_json(&order)?;
     } else {
@@ -122,6 +130,27 @@ async fn create(kind: CreateKind, global: &GlobalArgs) -> Result<(), CliError> {
         ))?;
     }
     Ok(())
+}
+
+/// Only a 4xx answer proves KODE did not take the order; after a 5xx or a
+/// lost connection it may have, and KODE has no search to find out, so
+/// running the command again could order (and bill) twice.
+fn maybe_created(error: ApiError, body: &CreateOrderRequest) -> CliError {
+    if error
+        .status()
+        .is_some_and(|s| (400..500).contains(&s) && s != 429)
+    {
+        return CliError::Kode(error);
+    }
+    let trace = match body.technical_reference() {
+        Some(r) => format!("look for technical reference {r:?} in the pushes you receive"),
+        None => "watch for a push with your reference".to_owned(),
+    };
+    CliError::Other(anyhow::anyhow!(
+        "{error}\nKODE may have placed the order anyway; before running this again, {trace} \
+         (reference {:?}).",
+        body.reference()
+    ))
 }
 
 fn build(order_data: OrderData, common: &CreateCommon) -> Result<CreateOrderRequest, CliError> {

@@ -69,7 +69,7 @@ fn sub_order(sub: &SubOrder) -> String {
         }))
         .collect();
     if assets.is_empty() {
-        out.push_str("  No files delivered yet.\n");
+        out.push_str("\n  No files delivered yet.\n");
     } else {
         let mut table = Table::new(&["ASSET", "STATUS", "ON", "CATEGORY", "FILE"]);
         for (on, asset) in assets {
@@ -132,14 +132,12 @@ mod tests {
         );
         assert!(
             text.contains(
-                "  a1     OK       sub-order       -                     Situasjonskart.pdf\n"
+                "  a1     OK       sub-order      -                     Situasjonskart.pdf\n"
             ),
             "{text}"
         );
         assert!(
-            text.contains(
-                "  a2     DELETED  line 13579002   KOMMUNAL_INFORMASJON  Tegninger.pdf\n"
-            ),
+            text.contains("  a2     DELETED  line 13579002  KOMMUNAL_INFORMASJON  Tegninger.pdf\n"),
             "{text}"
         );
     }

@@ -10,6 +10,9 @@ use crate::output::{self, money, Table};
 use crate::settings::{GlobalArgs, Settings};
 
 #[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  kode price cadastre --cadastre 0301-207-45-0-0 --product WI03010033\n  kode price map --geojson area.geojson --product WI03016101"
+)]
 pub struct PriceArgs {
     #[command(subcommand)]
     kind: PriceKind,
