@@ -24,6 +24,7 @@ Configuration (flags > environment > config file):
 Exit codes: 0 ok, 1 KODE or network error, 2 invalid input or configuration.
 
 Examples:
+  kode demo
   kode auth check
   kode products --municipality 0301
   kode order create cadastre --cadastre 0301-207-45-0-0 --product WI03010033 \\
@@ -31,7 +32,7 @@ Examples:
   kode order get 2345678";
 
 #[derive(Parser, Debug)]
-#[command(name = "kode", version, about = "Work with Ambita KODE: products, prices, orders", after_help = AFTER_HELP)]
+#[command(name = "kode", version, about = "Work with Ambita KODE: products, prices, orders; receive its pushes locally (serve, demo)", after_help = AFTER_HELP)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,

@@ -17,6 +17,7 @@ pub struct DeadLettersArgs {
         global = true,
         value_name = "DIR",
         env = "KODE_DATA_DIR",
+        hide_env_values = true,
         default_value = "./kode-data"
     )]
     pub data_dir: PathBuf,

@@ -20,13 +20,25 @@ use crate::settings::{GlobalArgs, Settings};
 /// 10 s a service manager usually allows.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 
+const AFTER_HELP: &str = "\
+Secrets come from the environment (or the config file), never from flags:
+  PUSH_TOKEN           the push secret KODE sends (?token=, Bearer or Basic password)
+  KODE_CLIENT_SECRET   and KODE_PASSWORD, with KODE_CLIENT_ID and KODE_USERNAME
+Also read: MAX_ASSET_BYTES, DOWNLOAD_HOSTS.
+
+In <data-dir>: assets/orders/<order>/<asset>/<file> (the files), ledger.sqlite
+(what is stored), queue.sqlite (pushes not yet processed, dead letters), tmp/.
+SIGINT/SIGTERM: stops taking pushes, gives work in progress 8 s, requeues the rest.";
+
 #[derive(Args, Debug)]
+#[command(after_help = AFTER_HELP)]
 pub struct ServeArgs {
     /// Address for KODE's pushes (POST /push) and GET /healthz
     #[arg(
         long,
         value_name = "ADDR",
         env = "KODE_LISTEN",
+        hide_env_values = true,
         default_value = "127.0.0.1:8080"
     )]
     pub listen: SocketAddr,
@@ -42,19 +54,23 @@ pub struct PipelineArgs {
         long,
         value_name = "DIR",
         env = "KODE_DATA_DIR",
+        hide_env_values = true,
         default_value = "./kode-data"
     )]
     pub data_dir: PathBuf,
     /// Downloads of one push running at the same time
-    #[arg(long, value_name = "N", env = "DOWNLOAD_CONCURRENCY", default_value_t = 4,
+    #[arg(long, value_name = "N", env = "DOWNLOAD_CONCURRENCY",
+        hide_env_values = true, default_value_t = 4,
           value_parser = clap::value_parser!(u16).range(1..))]
     pub download_concurrency: u16,
     /// Orders processed at the same time (pushes of one order never are)
-    #[arg(long, value_name = "N", env = "KODE_WORKERS", default_value_t = 4,
+    #[arg(long, value_name = "N", env = "KODE_WORKERS",
+        hide_env_values = true, default_value_t = 4,
           value_parser = clap::value_parser!(u16).range(1..))]
     pub workers: u16,
     /// Deliveries of a push before it goes to the dead-letter table
-    #[arg(long, value_name = "N", env = "KODE_MAX_ATTEMPTS", default_value_t = 5,
+    #[arg(long, value_name = "N", env = "KODE_MAX_ATTEMPTS",
+        hide_env_values = true, default_value_t = 5,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: u32,
     /// Wait before the first retry; doubled for each further one
@@ -62,11 +78,13 @@ pub struct PipelineArgs {
         long,
         value_name = "MS",
         env = "KODE_RETRY_BACKOFF_MS",
+        hide_env_values = true,
         default_value_t = 1000
     )]
     pub retry_backoff_ms: u64,
     /// Time one push may take (fetching the order and all its downloads)
-    #[arg(long, value_name = "SECS", env = "KODE_MESSAGE_TIMEOUT_SECS", default_value_t = 300,
+    #[arg(long, value_name = "SECS", env = "KODE_MESSAGE_TIMEOUT_SECS",
+        hide_env_values = true, default_value_t = 300,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub message_timeout_secs: u64,
 }
