@@ -1,4 +1,4 @@
-//! The KODE API client as the processor's [`KodeSource`].
+//! The real KODE client behind the processor's [`KodeSource`] port.
 
 use async_trait::async_trait;
 
@@ -19,7 +19,6 @@ impl KodeSource for KodeClient {
         url: &str,
         deadline: Deadline,
     ) -> Result<Box<dyn ChunkSource>, ApiError> {
-        let download = KodeClient::download(self, url, deadline).await?;
-        Ok(Box::new(download))
+        Ok(Box::new(KodeClient::download(self, url, deadline).await?))
     }
 }

@@ -3,8 +3,6 @@
 //!
 //! Key layout and ledger records are described in `docs/DESIGN.md`.
 
-pub mod aws;
-
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -12,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::ApiError;
 use crate::model::{AssetId, OrderId, OrderLineId, SubOrderId};
 
+pub mod aws;
 pub mod local;
 
 /// Why a storage operation failed, and whether trying again can help.

@@ -50,7 +50,13 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let order_id = FIRST_ORDER_ID + u64::try_from(orders_before)?;
     let mut order = samples::meglerpakke_order(order_id);
     let late = hold_back_last_lines(&mut order, 2);
-    let withdrawn = order.sub_orders[0].assets[1].clone();
+    // The second file at sub-order level gets withdrawn (tests rely on it).
+    let withdrawn = order
+        .sub_orders
+        .first()
+        .and_then(|s| s.assets.get(1))
+        .cloned()
+        .ok_or_else(|| anyhow!("the sample order has fewer files than the demo needs"))?;
     fake.add_order(order.clone());
 
     println!("kode demo: the whole push flow on this machine, against a simulated KODE");

@@ -1,5 +1,10 @@
 //! AWS adapters of the storage ports.
 
+mod dynamodb;
+mod s3;
+mod sdk_error;
 mod sqs;
 
+pub use dynamodb::DynamoLedger;
+pub use s3::S3Blobs;
 pub use sqs::SqsQueue;
