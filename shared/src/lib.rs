@@ -7,6 +7,7 @@ pub mod api;
 pub mod aws;
 pub mod config;
 pub mod deadline;
+pub mod intake;
 pub mod metrics;
 pub mod model;
 pub mod names;
@@ -14,6 +15,7 @@ pub mod process;
 pub mod secret;
 pub mod store;
 pub mod sync;
+pub mod telemetry;
 
 pub use deadline::Deadline;
 pub use secret::Secret;

@@ -7,3 +7,4 @@ mod api;
 mod sample_events;
 mod store_aws;
 mod support;
+mod webhook;

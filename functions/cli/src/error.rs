@@ -11,6 +11,9 @@ pub enum CliError {
     /// KODE answered with an error, or could not be reached (exit 1).
     #[error(transparent)]
     Kode(#[from] ApiError),
+    /// The local pipeline (`kode serve`, `kode demo`) could not start (exit 1).
+    #[error(transparent)]
+    Pipeline(#[from] crate::pipeline::PipelineError),
     /// Anything else, e.g. output that could not be written (exit 1).
     #[error(transparent)]
     Other(#[from] anyhow::Error),
@@ -25,7 +28,7 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Usage(_) => 2,
-            CliError::Kode(_) | CliError::Other(_) => 1,
+            CliError::Kode(_) | CliError::Pipeline(_) | CliError::Other(_) => 1,
         }
     }
 
@@ -33,6 +36,7 @@ impl CliError {
     pub fn is_retryable(&self) -> bool {
         match self {
             CliError::Kode(e) => e.is_retryable(),
+            CliError::Pipeline(e) => e.is_retryable(),
             CliError::Usage(_) | CliError::Other(_) => false,
         }
     }

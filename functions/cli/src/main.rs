@@ -4,6 +4,7 @@
 mod cmd;
 mod error;
 mod output;
+mod pipeline;
 mod settings;
 
 use std::io::IsTerminal;
@@ -23,6 +24,7 @@ Configuration (flags > environment > config file):
 Exit codes: 0 ok, 1 KODE or network error, 2 invalid input or configuration.
 
 Examples:
+  kode demo
   kode auth check
   kode products --municipality 0301
   kode order create cadastre --cadastre 0301-207-45-0-0 --product WI03010033 \\
@@ -30,7 +32,7 @@ Examples:
   kode order get 2345678";
 
 #[derive(Parser, Debug)]
-#[command(name = "kode", version, about = "Work with Ambita KODE: products, prices, orders", after_help = AFTER_HELP)]
+#[command(name = "kode", version, about = "Work with Ambita KODE: products, prices, orders; receive its pushes locally (serve, demo)", after_help = AFTER_HELP)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -48,12 +50,18 @@ enum Command {
     Price(cmd::price::PriceArgs),
     /// Create an order, or show one
     Order(cmd::order::OrderArgs),
+    /// Receive KODE pushes and store the files locally (the whole pipeline, one process)
+    Serve(cmd::serve::ServeArgs),
+    /// See the whole flow against a simulated KODE, no account needed
+    Demo(cmd::demo::DemoArgs),
+    /// List or retry the pushes `kode serve` gave up on
+    DeadLetters(cmd::dead_letters::DeadLettersArgs),
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(matches!(cli.command, Command::Serve(_)));
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -72,14 +80,30 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Products(args) => cmd::products::run(args, &cli.global).await,
         Command::Price(args) => cmd::price::run(args, &cli.global).await,
         Command::Order(args) => cmd::order::run(args, &cli.global).await,
+        Command::Serve(args) => cmd::serve::run(args, &cli.global).await,
+        Command::Demo(args) => cmd::demo::run(args).await,
+        Command::DeadLetters(args) => cmd::dead_letters::run(args).await,
     }
 }
 
 /// Warnings (e.g. retries) go to stderr so stdout stays the command's output;
-/// `RUST_LOG=debug` shows more.
-fn init_logging() {
+/// `RUST_LOG=debug` shows more. `kode serve` is a service: it logs every
+/// action as JSON lines (as the Lambdas do), still on stderr.
+fn init_logging(service: bool) {
+    let default = if service { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    if service {
+        tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+        return;
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -28,8 +28,9 @@ const FILE_KEYS: &[&str] = &[
     "KODE_PASSWORD",
     "DOWNLOAD_HOSTS",
     "MAX_ASSET_BYTES",
+    "PUSH_TOKEN",
 ];
-const SECRET_KEYS: &[&str] = &["KODE_CLIENT_SECRET", "KODE_PASSWORD"];
+const SECRET_KEYS: &[&str] = &["KODE_CLIENT_SECRET", "KODE_PASSWORD", "PUSH_TOKEN"];
 
 /// Connection options shared by every command. Values shown in `--help` never
 /// include what the environment holds (`hide_env_values`).

@@ -1,20 +1,17 @@
 //! processor Lambda entry point: wiring only; the logic is in `lib.rs` and
-//! `kode::process`.
-//!
-//! Not wired yet on this branch, because the pieces land from other
-//! branches. Once they are merged, `main` becomes:
-//!   1. `let aws = kode::aws::sdk_config().await;` (clients built once)
-//!   2. `KodeClient::new(kode::config::kode_api_config_from_env(Some(&aws)).await?)`,
-//!      given a `kode::process::KodeSource` impl;
-//!   3. the S3 `Blobs` adapter on `ASSET_BUCKET`, the DynamoDB `Ledger`
-//!      adapter on `LEDGER_TABLE` (`kode::store::aws`);
-//!   4. `Processor::new(kode, blobs, ledger, env_usize("DOWNLOAD_CONCURRENCY", 4)?)
-//!      .with_metrics(Metrics::Emf)`;
-//!   5. margin = `env_u64("PROCESSOR_DEADLINE_MARGIN_SECS", 5)` seconds;
-//!   6. `processor::run(Arc::new(processor), margin).await`.
-//!
-//! A missing setting must stop start-up with one line naming it.
+//! `kode::process`. Everything is built once per cold start and shared by
+//! every invocation.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use kode::api::KodeClient;
+use kode::config::{env_required, env_u64, env_usize, kode_api_config_from_env, ConfigError};
+use kode::metrics::Metrics;
+use kode::process::Processor;
+use kode::store::aws::{DynamoLedger, S3Blobs};
+use processor::DEFAULT_DEADLINE_MARGIN;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -27,6 +24,50 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
-    // Fails loudly rather than pretending to process: see the module docs.
-    Err("processor is not wired yet: KODE client and AWS adapters pending".into())
+    let (processor, margin) = match build().await {
+        Ok(built) => built,
+        Err(e) => {
+            // One line naming the setting; the Lambda init then fails visibly
+            // instead of taking messages it cannot process.
+            tracing::error!(
+                action = "startup_failed",
+                error = format!("{e:#}"),
+                "processor cannot start"
+            );
+            std::process::exit(1);
+        }
+    };
+    processor::run(Arc::new(processor), margin).await
+}
+
+async fn build() -> anyhow::Result<(Processor, Duration)> {
+    // Plain settings first: a typo is reported without touching AWS.
+    let bucket = env_required("ASSET_BUCKET")?;
+    let table = env_required("LEDGER_TABLE")?;
+    let concurrency = env_usize("DOWNLOAD_CONCURRENCY", 4)?;
+    if concurrency == 0 {
+        return Err(ConfigError::Invalid {
+            name: "DOWNLOAD_CONCURRENCY".into(),
+            reason: "must be at least 1".into(),
+        }
+        .into());
+    }
+    let margin = Duration::from_secs(env_u64(
+        "PROCESSOR_DEADLINE_MARGIN_SECS",
+        DEFAULT_DEADLINE_MARGIN.as_secs(),
+    )?);
+
+    let aws = kode::aws::sdk_config().await;
+    let kode =
+        KodeClient::new(kode_api_config_from_env(Some(&aws)).await?).context("KODE client")?;
+    let blobs = S3Blobs::new(kode::aws::s3_client(&aws), bucket);
+    let ledger = DynamoLedger::new(aws_sdk_dynamodb::Client::new(&aws), table);
+    let processor = Processor::new(
+        Arc::new(kode),
+        Arc::new(blobs),
+        Arc::new(ledger),
+        concurrency,
+    )
+    .with_metrics(Metrics::Emf);
+    Ok((processor, margin))
 }

@@ -3,6 +3,8 @@
 mod dynamodb;
 mod s3;
 mod sdk_error;
+mod sqs;
 
 pub use dynamodb::DynamoLedger;
 pub use s3::S3Blobs;
+pub use sqs::SqsQueue;

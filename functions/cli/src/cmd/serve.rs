@@ -1,0 +1,170 @@
+//! `kode serve`: the push pipeline on one machine. KODE pushes to
+//! `POST /push`; files land under `<data-dir>/assets/`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use kode::intake::PushSecret;
+use kode::store::local::QueueOptions;
+use kode::Secret;
+use tracing::info;
+
+use crate::error::CliError;
+use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::settings::{GlobalArgs, Settings};
+
+/// In-flight work gets this long after SIGINT/SIGTERM before it is put back
+/// into the queue; together with the release itself it stays within the
+/// 10 s a service manager usually allows.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+
+const AFTER_HELP: &str = "\
+Secrets come from the environment (or the config file), never from flags:
+  PUSH_TOKEN           the push secret KODE sends (?token=, Bearer or Basic password)
+  KODE_CLIENT_SECRET   and KODE_PASSWORD, with KODE_CLIENT_ID and KODE_USERNAME
+Also read: MAX_ASSET_BYTES, DOWNLOAD_HOSTS.
+
+In <data-dir>: assets/orders/<order>/<asset>/<file> (the files), ledger.sqlite
+(what is stored), queue.sqlite (pushes not yet processed, dead letters), tmp/.
+SIGINT/SIGTERM: stops taking pushes, gives work in progress 8 s, requeues the rest.";
+
+#[derive(Args, Debug)]
+#[command(after_help = AFTER_HELP)]
+pub struct ServeArgs {
+    /// Address for KODE's pushes (POST /push) and GET /healthz
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "KODE_LISTEN",
+        hide_env_values = true,
+        default_value = "127.0.0.1:8080"
+    )]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+}
+
+/// Storage, queue and worker settings.
+#[derive(Args, Debug, Clone)]
+pub struct PipelineArgs {
+    /// Where the queue, the ledger and the files are kept
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "KODE_DATA_DIR",
+        hide_env_values = true,
+        default_value = "./kode-data"
+    )]
+    pub data_dir: PathBuf,
+    /// Downloads of one push running at the same time
+    #[arg(long, value_name = "N", env = "DOWNLOAD_CONCURRENCY",
+        hide_env_values = true, default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub download_concurrency: u16,
+    /// Orders processed at the same time (pushes of one order never are)
+    #[arg(long, value_name = "N", env = "KODE_WORKERS",
+        hide_env_values = true, default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub workers: u16,
+    /// Deliveries of a push before it goes to the dead-letter table
+    #[arg(long, value_name = "N", env = "KODE_MAX_ATTEMPTS",
+        hide_env_values = true, default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: u32,
+    /// Wait before the first retry; doubled for each further one
+    #[arg(
+        long,
+        value_name = "MS",
+        env = "KODE_RETRY_BACKOFF_MS",
+        hide_env_values = true,
+        default_value_t = 1000
+    )]
+    pub retry_backoff_ms: u64,
+    /// Time one push may take (fetching the order and all its downloads)
+    #[arg(long, value_name = "SECS", env = "KODE_MESSAGE_TIMEOUT_SECS",
+        hide_env_values = true, default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub message_timeout_secs: u64,
+}
+
+impl PipelineArgs {
+    pub fn queue_options(&self) -> QueueOptions {
+        QueueOptions {
+            max_attempts: self.max_attempts,
+            base_backoff: Duration::from_millis(self.retry_backoff_ms),
+            ..QueueOptions::default()
+        }
+    }
+}
+
+pub async fn run(args: ServeArgs, global: &GlobalArgs) -> Result<(), CliError> {
+    let settings = Settings::load(global)?;
+    let push_secret = settings
+        .value("PUSH_TOKEN")
+        .ok_or_else(|| {
+            CliError::Usage(
+                "PUSH_TOKEN is not set: choose a long random secret, set it in the environment \
+                 and give KODE the push URL with ?token=<secret>"
+                    .into(),
+            )
+        })
+        .and_then(|token| {
+            PushSecret::new(Secret::new(token)).map_err(|e| CliError::invalid("PUSH_TOKEN", e))
+        })?;
+    let api = settings.api_config()?;
+    let kode_url = api.api_url.to_string();
+    let pipeline_args = args.pipeline;
+    let pipeline = Pipeline::start(PipelineConfig {
+        data_dir: pipeline_args.data_dir.clone(),
+        listen: args.listen,
+        push_secret,
+        api,
+        download_concurrency: usize::from(pipeline_args.download_concurrency),
+        workers: usize::from(pipeline_args.workers),
+        queue: pipeline_args.queue_options(),
+        message_timeout: Duration::from_secs(pipeline_args.message_timeout_secs),
+    })
+    .await?;
+
+    eprintln!(
+        "kode serve: receiving pushes at {url} (give KODE {url}?token=<PUSH_TOKEN>), \
+         health at http://{addr}/healthz; KODE API {kode_url}; data in {dir}; \
+         {workers} workers. Ctrl-C stops.",
+        url = pipeline.push_url(),
+        addr = pipeline.addr(),
+        dir = pipeline.data_dir().display(),
+        workers = pipeline_args.workers,
+    );
+    let signal = shutdown_signal()
+        .await
+        .map_err(|e| CliError::Other(anyhow::anyhow!("cannot wait for signals: {e}")))?;
+    info!(
+        action = "shutdown",
+        signal, "stopping: no new pushes, finishing in-flight work"
+    );
+    let stopped = pipeline.shutdown(SHUTDOWN_GRACE).await;
+    eprintln!(
+        "kode serve: stopped ({signal}); {} unfinished push(es) put back in the queue",
+        stopped.released
+    );
+    Ok(())
+}
+
+/// Waits for SIGINT or SIGTERM; returns which.
+async fn shutdown_signal() -> std::io::Result<&'static str> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => result.map(|()| "SIGINT"),
+            _ = term.recv() => Ok("SIGTERM"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.map(|()| "Ctrl-C")
+    }
+}

@@ -1,0 +1,288 @@
+//! `kode serve`, `kode demo` and `kode dead-letters`, driven as a user would:
+//! the built binary, a fake KODE on loopback, HTTP pushes, files on disk.
+
+mod support;
+
+use std::time::Duration;
+
+use fake_kode::{samples, AssetSpec, Endpoint, FakeKode};
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_leaves_the_sample_files_byte_exact_and_writes_nowhere_else() {
+    let cwd = tempfile::tempdir().unwrap();
+    let out = run_kode(&["demo", "--data-dir", "demo-data"], cwd.path());
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(stdout.contains("Summary"), "{stdout}");
+
+    let data = cwd.path().join("demo-data");
+    let orders: Vec<_> = std::fs::read_dir(data.join("assets/orders"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(orders.len(), 1, "{orders:?}");
+    let order_id: u64 = orders[0].parse().unwrap();
+    let order = samples::meglerpakke_order(order_id);
+    // The demo withdraws the second file at sub-order level.
+    let withdrawn = order.sub_orders[0].assets[1].clone();
+    let assets = assets_of(&order);
+    assert!(assets.len() >= 4, "the sample has files at both levels");
+    for asset in &assets {
+        if asset.id == withdrawn.id {
+            assert!(
+                files_of(&data, order_id, &asset.id).is_empty(),
+                "withdrawn file still there"
+            );
+        } else {
+            assert_stored(&data, order_id, asset);
+        }
+    }
+    assert!(
+        stdout.contains(&format!("files stored     {}", assets.len())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("files deleted    1"), "{stdout}");
+
+    let mut top: Vec<_> = std::fs::read_dir(cwd.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    top.sort();
+    assert_eq!(top, ["demo-data"], "the demo wrote outside its data dir");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_pushes_get_the_webhook_errors_and_nothing_is_queued() {
+    let fake = FakeKode::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let serve = Serve::start(data.path(), &fake, &[]);
+    let http = reqwest::Client::new();
+    let push = serde_json::json!({ "orderCollectionId": 4242, "status": "UPDATED" }).to_string();
+
+    let health = http.get(serve.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+
+    let get = http.get(serve.push_url()).send().await.unwrap();
+    assert_eq!(get.status(), 405);
+    assert_eq!(get.headers()["allow"], "POST");
+
+    let cases: Vec<(&str, reqwest::RequestBuilder, u16)> = vec![
+        (
+            "no secret",
+            http.post(serve.url("/push")).body(push.clone()),
+            401,
+        ),
+        (
+            "wrong secret",
+            http.post(serve.url("/push?token=guess")).body(push.clone()),
+            401,
+        ),
+        (
+            "wrong bearer",
+            http.post(serve.url("/push"))
+                .bearer_auth("guess")
+                .body(push.clone()),
+            401,
+        ),
+        (
+            "not JSON",
+            http.post(serve.push_url()).body("status=NEW"),
+            400,
+        ),
+        (
+            "no order id",
+            http.post(serve.push_url()).body(r#"{"status":"NEW"}"#),
+            400,
+        ),
+        (
+            "order id not a number",
+            http.post(serve.push_url())
+                .body(r#"{"orderCollectionId":"12a","status":"NEW"}"#),
+            400,
+        ),
+        (
+            "one byte over 64 KiB",
+            http.post(serve.push_url()).body(vec![b' '; 64 * 1024 + 1]),
+            413,
+        ),
+    ];
+    for (what, request, expected) in cases {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), expected, "{what}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{what}: {body}"
+        );
+    }
+
+    assert_eq!(backlog(data.path()).await, 0, "a rejected push was queued");
+    assert_eq!(fake.requests(Endpoint::GetOrder), 0);
+
+    // The same listener takes a good push: the rejections were about the pushes.
+    let ok = http
+        .post(serve.url("/push"))
+        .bearer_auth(PUSH_TOKEN)
+        .body(push)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_pushes_download_nothing_twice() {
+    let fake = FakeKode::start().await;
+    let order = samples::meglerpakke_order(7001);
+    fake.add_order(order.clone());
+    let data = tempfile::tempdir().unwrap();
+    let serve = Serve::start(data.path(), &fake, &[]);
+
+    for status in ["NEW", "UPDATED", "UPDATED", "FINISHED"] {
+        let (code, body) = fake
+            .push(&serve.push_url(), &order_push(&order, status))
+            .await
+            .unwrap();
+        assert_eq!(code, 200, "{body}");
+    }
+    drained(data.path()).await;
+
+    assert_eq!(
+        fake.requests(Endpoint::GetOrder),
+        4,
+        "every push was processed"
+    );
+    for asset in assets_of(&order) {
+        assert_stored(data.path(), order.id, &asset);
+        assert_eq!(fake.asset_downloads(&asset.id), 1, "{}", asset.filename);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_acknowledged_before_kill_9_is_processed_after_restart() {
+    let fake = FakeKode::start().await;
+    let order = samples::meglerpakke_order(7002);
+    fake.add_order(order.clone());
+    let assets = assets_of(&order);
+    let data = tempfile::tempdir().unwrap();
+    // KODE is down, so the push cannot be processed before the kill.
+    fake.set_down(true);
+    let serve = Serve::start(data.path(), &fake, &["--retry-backoff-ms", "100"]);
+    let (code, body) = fake
+        .push(&serve.push_url(), &order_push(&order, "NEW"))
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    serve.kill();
+    assert!(!all_stored(data.path(), order.id, &assets));
+
+    fake.set_down(false);
+    let serve = Serve::start(data.path(), &fake, &["--retry-backoff-ms", "100"]);
+    eventually("the files after the restart", || async {
+        all_stored(data.path(), order.id, &assets).then_some(())
+    })
+    .await;
+    drained(data.path()).await;
+    for asset in &assets {
+        assert_stored(data.path(), order.id, asset);
+    }
+    drop(serve);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kode_outage_ends_in_dead_letters_and_retry_completes_it() {
+    let fake = FakeKode::start().await;
+    let order = samples::meglerpakke_order(7003);
+    fake.add_order(order.clone());
+    let assets = assets_of(&order);
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_str().unwrap().to_owned();
+    fake.set_down(true);
+    let serve = Serve::start(
+        data.path(),
+        &fake,
+        &["--max-attempts", "2", "--retry-backoff-ms", "100"],
+    );
+    let (code, _) = fake
+        .push(&serve.push_url(), &order_push(&order, "UPDATED"))
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+
+    let listing = eventually("the push in the dead-letter table", || async {
+        let out = run_kode(&["dead-letters", "--data-dir", &dir], data.path());
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        stdout.contains("1 dead letter(s)").then_some(stdout)
+    })
+    .await;
+    assert!(listing.contains("order 7003 UPDATED"), "{listing}");
+    assert!(listing.contains("attempts 2"), "{listing}");
+    assert!(
+        serve.log().contains("\"action\":\"message_retry\""),
+        "{}",
+        serve.log()
+    );
+    assert!(!all_stored(data.path(), order.id, &assets));
+
+    fake.set_down(false);
+    let out = run_kode(&["dead-letters", "retry", "--data-dir", &dir], data.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("1 dead letter(s) queued again"));
+
+    // The running serve (another process) picks the requeued push up.
+    eventually("the files after the retry", || async {
+        all_stored(data.path(), order.id, &assets).then_some(())
+    })
+    .await;
+    for asset in &assets {
+        assert_stored(data.path(), order.id, asset);
+    }
+    let out = run_kode(&["dead-letters", "--data-dir", &dir], data.path());
+    assert!(
+        text(&out.stdout).contains("no dead letters"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_puts_unfinished_work_back_and_exits_0() {
+    let fake = FakeKode::start().await;
+    let mut order = fake_kode::OrderSpec::new(7004);
+    let asset = AssetSpec::ok("slow-asset-1", "Situasjonskart.pdf", vec![7u8; 20_000]);
+    order.sub_orders[0].assets.push(asset.clone());
+    fake.add_order(order.clone());
+    // Far longer than the shutdown grace period.
+    fake.slow_asset(&asset.id, Duration::from_secs(25));
+    let data = tempfile::tempdir().unwrap();
+    let serve = Serve::start(data.path(), &fake, &[]);
+    let (code, _) = fake
+        .push(&serve.push_url(), &order_push(&order, "NEW"))
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    eventually("the download to start", || async {
+        (fake.asset_downloads(&asset.id) == 1).then_some(())
+    })
+    .await;
+
+    let (status, log) = serve.terminate();
+    assert!(status.success(), "exit {status}:\n{log}");
+    assert!(
+        log.contains("1 unfinished push(es) put back in the queue"),
+        "{log}"
+    );
+    assert!(files_of(data.path(), order.id, &asset.id).is_empty());
+    assert_eq!(backlog(data.path()).await, 1);
+
+    fake.slow_asset(&asset.id, Duration::ZERO);
+    let _serve = Serve::start(data.path(), &fake, &[]);
+    drained(data.path()).await;
+    assert_stored(data.path(), order.id, &asset);
+}
