@@ -511,3 +511,43 @@ async fn events_that_are_not_http_are_an_invocation_error() {
     assert!(fifo.drain().await.is_empty());
     fifo.remove().await;
 }
+
+#[tokio::test]
+async fn push_secret_is_read_from_secrets_manager_plain_or_json() {
+    let sdk = support::aws_config().await;
+    let client = aws_sdk_secretsmanager::Client::new(&sdk);
+    for (value, expected) in [
+        ("plain-push-secret", "plain-push-secret"),
+        (r#"{"token":"json-push-secret"}"#, "json-push-secret"),
+    ] {
+        let arn = client
+            .create_secret()
+            .name(support::unique_name("push-secret"))
+            .secret_string(value)
+            .send()
+            .await
+            .expect("create secret in moto")
+            .arn
+            .expect("arn");
+        // The ARN wins over PUSH_TOKEN.
+        let secret = PushSecret::load(Some(arn.clone()), Some("from-env".into()), &sdk)
+            .await
+            .expect("secret loads");
+        assert!(secret.matches(expected.as_bytes()));
+        assert!(!secret.matches(b"from-env"));
+        let _ = client
+            .delete_secret()
+            .secret_id(arn)
+            .force_delete_without_recovery(true)
+            .send()
+            .await;
+    }
+    let missing = PushSecret::load(
+        Some("arn:aws:secretsmanager:eu-north-1:123456789012:secret:nope".into()),
+        None,
+        &sdk,
+    )
+    .await
+    .unwrap_err();
+    assert!(missing.to_string().contains("PUSH_SECRET_ARN"), "{missing}");
+}

@@ -5,8 +5,11 @@
 
 mod event;
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use kode::intake::Intake;
-use lambda_runtime::{Diagnostic, LambdaEvent};
+use kode::Deadline;
+use lambda_runtime::{Context, Diagnostic, LambdaEvent};
 use serde_json::Value;
 
 pub use event::{HttpEvent, HttpResponse, Transport};
@@ -51,7 +54,8 @@ pub async fn handle(
     intake: &Intake,
     event: LambdaEvent<Value>,
 ) -> Result<HttpResponse, WebhookError> {
-    let result = answer(intake, event.payload).await;
+    let deadline = invocation_deadline(&event.context);
+    let result = answer(intake, event.payload, deadline).await;
     if let Err(error) = &result {
         tracing::error!(
             lambdaRequestId = %event.context.request_id,
@@ -63,12 +67,30 @@ pub async fn handle(
     result
 }
 
-async fn answer(intake: &Intake, payload: Value) -> Result<HttpResponse, WebhookError> {
+async fn answer(
+    intake: &Intake,
+    payload: Value,
+    deadline: Option<Deadline>,
+) -> Result<HttpResponse, WebhookError> {
     let event = HttpEvent::from_value(payload)?;
     let transport = event.transport();
     let request = event.into_request()?;
-    let handled = intake.handle(&request).await;
+    let handled = intake.handle_until(&request, deadline).await;
     Ok(HttpResponse::new(transport, &handled.response))
+}
+
+/// Time kept back from the invocation's end to answer and log.
+const ANSWER_MARGIN: Duration = Duration::from_millis(1000);
+
+/// The invocation's end minus the margin; `None` without a deadline (0, as
+/// in tests and local invokes).
+fn invocation_deadline(context: &Context) -> Option<Deadline> {
+    if context.deadline == 0 {
+        return None;
+    }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
+    let left = Duration::from_millis(context.deadline).saturating_sub(now);
+    Some(Deadline::after(left.saturating_sub(ANSWER_MARGIN)))
 }
 
 /// Why start-up configuration is unusable.
@@ -108,6 +130,19 @@ pub fn queue_url(value: Option<String>) -> Result<String, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_queue_send_ends_a_margin_before_the_invocation() {
+        assert!(invocation_deadline(&Context::default()).is_none());
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        let mut context = Context::default();
+        context.deadline = u64::try_from((now + Duration::from_secs(3)).as_millis()).unwrap();
+        let left = invocation_deadline(&context).unwrap().remaining();
+        assert!(
+            left <= Duration::from_secs(2) && !left.is_zero(),
+            "{left:?}"
+        );
+    }
 
     #[test]
     fn queue_url_must_be_set_and_fifo() {

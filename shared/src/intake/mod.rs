@@ -25,6 +25,7 @@ pub use secret::{PushSecret, PushSecretError};
 
 use crate::model::{Push, PushError};
 use crate::store::{OutgoingMessage, Queue};
+use crate::Deadline;
 
 /// Bodies up to and including this size are read.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -62,9 +63,20 @@ impl Intake {
 
     /// Answers one request and writes its log line.
     pub async fn handle(&self, request: &IntakeRequest) -> Handled {
+        self.handle_until(request, None).await
+    }
+
+    /// Like [`Intake::handle`], but the queue send is also cut off at
+    /// `deadline` (a Lambda invocation's end minus a margin), so that a slow
+    /// queue is answered with a 503 rather than a platform timeout.
+    pub async fn handle_until(
+        &self,
+        request: &IntakeRequest,
+        deadline: Option<Deadline>,
+    ) -> Handled {
         let started = Instant::now();
         let mut log = IntakeLog::start(request);
-        let (outcome, response) = self.decide(request, &mut log).await;
+        let (outcome, response) = self.decide(request, deadline, &mut log).await;
         log.finish(outcome, response.status, started.elapsed());
         log.emit();
         Handled { response, log }
@@ -73,6 +85,7 @@ impl Intake {
     async fn decide(
         &self,
         request: &IntakeRequest,
+        deadline: Option<Deadline>,
         log: &mut IntakeLog,
     ) -> (Outcome, IntakeResponse) {
         if is_health_path(&request.path) {
@@ -113,13 +126,15 @@ impl Intake {
                 );
             }
         };
-        self.enqueue(request, &push, log).await
+        let limit = deadline.map_or(self.send_timeout, |d| d.remaining().min(self.send_timeout));
+        self.enqueue(request, &push, limit, log).await
     }
 
     async fn enqueue(
         &self,
         request: &IntakeRequest,
         push: &Push,
+        limit: Duration,
         log: &mut IntakeLog,
     ) -> (Outcome, IntakeResponse) {
         let kind = push.kind();
@@ -138,8 +153,7 @@ impl Intake {
             dedup_id: request.request_id.as_str().to_owned(),
             body: envelope::envelope(kind, jiff::Timestamp::now(), &body),
         };
-        let failure = match tokio::time::timeout(self.send_timeout, self.queue.send(&message)).await
-        {
+        let failure = match tokio::time::timeout(limit, self.queue.send(&message)).await {
             Ok(Ok(message_id)) => {
                 log.message_id = Some(message_id);
                 let mut body = json!({ "accepted": true, "kind": kind });
@@ -155,10 +169,7 @@ impl Intake {
                 "queue refused the push (retryable: {}): {e}",
                 e.is_retryable()
             ),
-            Err(_) => format!(
-                "queue did not answer within {} ms",
-                self.send_timeout.as_millis()
-            ),
+            Err(_) => format!("queue did not answer within {} ms", limit.as_millis()),
         };
         log.error = Some(failure);
         let response = IntakeResponse::error(

@@ -309,6 +309,15 @@ async fn queue_timeout_is_503() {
         .contains("within 50 ms"));
 }
 
+#[tokio::test]
+async fn queue_send_is_cut_off_at_the_callers_deadline() {
+    let intake = intake_with(Arc::new(HangingQueue));
+    let deadline = crate::Deadline::after(Duration::from_millis(50));
+    let handled = intake.handle_until(&post(ORDER), Some(deadline)).await;
+    assert_eq!(handled.response.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(handled.log.outcome, Outcome::QueueFailed);
+}
+
 /// Collects what the JSON subscriber writes.
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
