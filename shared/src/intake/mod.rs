@@ -6,7 +6,6 @@
 //! only once the queue accepted it; a queue failure or timeout is a 503 so
 //! that KODE retries.
 
-mod envelope;
 mod log;
 mod request;
 mod secret;
@@ -151,7 +150,7 @@ impl Intake {
         let message = OutgoingMessage {
             group,
             dedup_id: request.request_id.as_str().to_owned(),
-            body: envelope::envelope(kind, jiff::Timestamp::now(), &body),
+            body: crate::process::Envelope::encode_raw(kind, jiff::Timestamp::now(), &body),
         };
         let failure = match tokio::time::timeout(limit, self.queue.send(&message)).await {
             Ok(Ok(message_id)) => {

@@ -37,6 +37,31 @@ impl Envelope {
         }
     }
 
+    /// Writes the queue message for an accepted push. The body is spliced in
+    /// verbatim rather than re-serialised, so the processor sees exactly what
+    /// KODE sent (key order, number spelling) and the webhook spends no time
+    /// re-encoding. It must already have been parsed as JSON, which also
+    /// proves it is UTF-8.
+    pub fn encode_raw(kind: PushKind, received_at: jiff::Timestamp, body: &str) -> String {
+        let kind = match kind {
+            PushKind::Order => "order",
+            PushKind::Distributor => "distributor",
+        };
+        let received_at = received_at.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+        let body = body.trim();
+        let mut out = String::with_capacity(body.len() + 80);
+        out.push_str(r#"{"v":"#);
+        out.push_str(&ENVELOPE_VERSION.to_string());
+        out.push_str(r#","kind":""#);
+        out.push_str(kind);
+        out.push_str(r#"","receivedAt":""#);
+        out.push_str(&received_at);
+        out.push_str(r#"","push":"#);
+        out.push_str(body);
+        out.push('}');
+        out
+    }
+
     /// Parses a queue message body and validates the push inside it again
     /// (the queue may hold messages from an older webhook).
     pub fn parse(body: &str) -> Result<ParsedEnvelope, ProcessError> {
@@ -126,5 +151,25 @@ mod tests {
             let err = Envelope::parse(&case).unwrap_err();
             assert!(!err.is_retryable(), "{case}: {err}");
         }
+    }
+
+    #[test]
+    fn the_webhook_writes_what_the_processor_reads() {
+        let at: jiff::Timestamp = "2024-05-01T10:20:30.123456Z".parse().unwrap();
+        let body = " {\"orderId\": \"42\", \"status\":\"UPDATE\"}\n";
+        let text = Envelope::encode_raw(PushKind::Order, at, body);
+        let value: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            value,
+            json!({
+                "v": 1,
+                "kind": "order",
+                "receivedAt": "2024-05-01T10:20:30.123Z",
+                "push": {"orderId": "42", "status": "UPDATE"}
+            })
+        );
+        let parsed = Envelope::parse(&text).unwrap();
+        assert_eq!(parsed.received_at, "2024-05-01T10:20:30.123Z");
+        assert!(matches!(parsed.push, Push::Order(ref p) if p.order_id.0 == 42));
     }
 }
