@@ -1,7 +1,6 @@
 //! `kode sync ORDER_ID`: what the processor does for a push, run by hand
 //! for one order (after an outage, a lost push, or to purge an order).
 
-use std::fmt::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +9,7 @@ use kode::model::{AssetId, OrderId, OrderPush, PushStatus};
 use kode::process::{Processor, SyncReport};
 use serde_json::json;
 
+use super::order_view::Places;
 use crate::error::CliError;
 use crate::output::{self, Table};
 use crate::settings::{GlobalArgs, Settings};
@@ -75,7 +75,9 @@ impl Status {
 
 pub async fn run(args: SyncArgs, global: &GlobalArgs) -> Result<(), CliError> {
     let settings = Settings::load(global)?;
-    // Store first: a missing --bucket/--table is reported without a token request.
+    // Neither contacts KODE yet; the client first, so that a configuration
+    // error leaves no new data directory behind.
+    let kode = settings.client().await?;
     let store = Store::open(&args.store, &settings, Missing::Create)
         .await?
         .ok_or_else(|| {
@@ -85,7 +87,6 @@ pub async fn run(args: SyncArgs, global: &GlobalArgs) -> Result<(), CliError> {
                     .into(),
             )
         })?;
-    let kode = settings.client().await?;
     let processor = Processor::new(
         Arc::new(kode),
         Arc::clone(&store.blobs),
@@ -104,7 +105,8 @@ pub async fn run(args: SyncArgs, global: &GlobalArgs) -> Result<(), CliError> {
     if args.json {
         output::print_json(&report_json(&report))?;
     } else {
-        output::print(&render(&report, &store))?;
+        let places = store.asset_places(report.order_id).await?;
+        output::print(&render(&report, &store, &places))?;
     }
     if let Some(missing) = report.missing.as_ref().filter(|m| !m.is_empty()) {
         eprintln!(
@@ -117,30 +119,44 @@ pub async fn run(args: SyncArgs, global: &GlobalArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn render(report: &SyncReport, store: &Store) -> String {
+/// A summary line, then one row per asset touched or skipped; stored files
+/// with where they are now.
+fn render(report: &SyncReport, store: &Store, places: &Places) -> String {
     let mut out = format!(
-        "Order {} synced as {} against {}\n",
+        "Order {} synced as {} against {}: {} stored ({} bytes), {} skipped, {} deleted.\n",
         report.order_id,
         report.status,
-        store.describe()
+        store.describe(),
+        report.stored.len(),
+        report.bytes_stored,
+        report.skipped.len(),
+        report.deleted.len(),
     );
     if report.purged {
         out.push_str("All files of the order are deleted (purged).\n");
     }
-    let mut table = Table::new(&["ACTION", "FILES", "ASSETS"]);
-    let mut row = |action: &str, assets: &[AssetId], always: bool| {
-        if always || !assets.is_empty() {
-            table.row(vec![action.into(), assets.len().to_string(), ids(assets)]);
+    let groups: [(&str, &[AssetId]); 5] = [
+        ("stored", &report.stored),
+        ("skipped", &report.skipped),
+        ("deleted", &report.deleted),
+        ("tombstoned", &report.tombstoned),
+        ("refused", &report.refused),
+    ];
+    if groups.iter().all(|(_, assets)| assets.is_empty()) {
+        return out;
+    }
+    let mut table = Table::new(&["ACTION", "ASSET", "STORED"]);
+    for (action, assets) in groups {
+        for asset in assets {
+            let place = match action {
+                "stored" => places.get(asset).map_or("-", String::as_str),
+                _ => "",
+            };
+            table.row(vec![action.into(), asset.to_string(), place.into()]);
         }
-    };
-    row("stored", &report.stored, true);
-    row("skipped", &report.skipped, true);
-    row("deleted", &report.deleted, true);
-    row("tombstoned", &report.tombstoned, false);
-    row("refused", &report.refused, false);
+    }
     out.push('\n');
     out.push_str(&table.render("  "));
-    let _ = writeln!(out, "\n{} bytes downloaded.", report.bytes_stored);
     out
 }
 

@@ -3,3 +3,4 @@
 mod commands;
 mod input;
 mod support;
+mod sync;
