@@ -1,7 +1,10 @@
 //! How a `kode` command fails, and the exit code each failure gets.
 
 use kode::api::ApiError;
+use kode::config::ConfigError;
 use kode::model::RequestError;
+use kode::process::ProcessError;
+use kode::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -14,6 +17,16 @@ pub enum CliError {
     /// The local pipeline (`kode serve`, `kode demo`) could not start (exit 1).
     #[error(transparent)]
     Pipeline(#[from] crate::pipeline::PipelineError),
+    /// A KODE setting is missing or invalid (exit 2), or the credentials
+    /// secret could not be read (exit 1).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// `kode sync` could not finish: KODE, the download or the store failed (exit 1).
+    #[error(transparent)]
+    Sync(#[from] ProcessError),
+    /// The ledger or file store could not be read (exit 1).
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// Anything else, e.g. output that could not be written (exit 1).
     #[error(transparent)]
     Other(#[from] anyhow::Error),
@@ -28,7 +41,13 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Usage(_) => 2,
-            CliError::Kode(_) | CliError::Pipeline(_) | CliError::Other(_) => 1,
+            CliError::Config(e) if !e.is_retryable() => 2,
+            CliError::Kode(_)
+            | CliError::Pipeline(_)
+            | CliError::Config(_)
+            | CliError::Sync(_)
+            | CliError::Store(_)
+            | CliError::Other(_) => 1,
         }
     }
 
@@ -37,6 +56,9 @@ impl CliError {
         match self {
             CliError::Kode(e) => e.is_retryable(),
             CliError::Pipeline(e) => e.is_retryable(),
+            CliError::Config(e) => e.is_retryable(),
+            CliError::Sync(e) => e.is_retryable(),
+            CliError::Store(e) => e.is_retryable(),
             CliError::Usage(_) | CliError::Other(_) => false,
         }
     }

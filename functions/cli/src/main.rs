@@ -6,6 +6,7 @@ mod error;
 mod output;
 mod pipeline;
 mod settings;
+mod store;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -20,8 +21,11 @@ Configuration (flags > environment > config file):
   KODE_API_URL, KODE_AUTH_URL, KODE_CLIENT_ID, KODE_CLIENT_SECRET, KODE_USERNAME,
   KODE_PASSWORD, as environment variables or as KEY=VALUE lines in the config file.
   Secrets have no flags, so they never show up in the process list.
+  KODE_SECRET_ARN (an AWS Secrets Manager secret {client_id, client_secret,
+  username, password}) replaces the four credentials. Store of sync and
+  order get: --data-dir, or --bucket/--table (ASSET_BUCKET, LEDGER_TABLE).
 
-Exit codes: 0 ok, 1 KODE or network error, 2 invalid input or configuration.
+Exit codes: 0 ok, 1 KODE, network or storage error, 2 invalid input or configuration.
 
 Examples:
   kode demo
@@ -29,10 +33,11 @@ Examples:
   kode products --municipality 0301
   kode order create cadastre --cadastre 0301-207-45-0-0 --product WI03010033 \\
     --reference OPPDRAG-2024-0042 --dry-run
-  kode order get 2345678";
+  kode order get 2345678 --data-dir ./kode-data
+  kode sync 2345678 --data-dir ./kode-data";
 
 #[derive(Parser, Debug)]
-#[command(name = "kode", version, about = "Work with Ambita KODE: products, prices, orders; receive its pushes locally (serve, demo)", after_help = AFTER_HELP)]
+#[command(name = "kode", version, about = "Work with Ambita KODE: products, prices, orders; receive its pushes locally (serve, demo); sync an order by hand", after_help = AFTER_HELP)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -56,6 +61,8 @@ enum Command {
     Demo(cmd::demo::DemoArgs),
     /// List or retry the pushes `kode serve` gave up on
     DeadLetters(cmd::dead_letters::DeadLettersArgs),
+    /// Sync one order now, as the processor does for a push (local or AWS store)
+    Sync(cmd::sync::SyncArgs),
 }
 
 #[tokio::main]
@@ -83,6 +90,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Serve(args) => cmd::serve::run(args, &cli.global).await,
         Command::Demo(args) => cmd::demo::run(args).await,
         Command::DeadLetters(args) => cmd::dead_letters::run(args).await,
+        Command::Sync(args) => cmd::sync::run(args, &cli.global).await,
     }
 }
 

@@ -5,14 +5,17 @@
 //!
 //! Secrets (KODE_CLIENT_SECRET, KODE_PASSWORD) have no flag: a flag value is
 //! visible to every user in the process list. They come from the environment
-//! or the config file only.
+//! or the config file only, or all four credentials from the AWS Secrets
+//! Manager secret named by KODE_SECRET_ARN (as in the Lambdas).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use aws_config::SdkConfig;
 use clap::Args;
 use kode::api::{ApiConfig, Credentials, KodeClient, DEFAULT_API_URL};
+use kode::config::credentials_from_secret_json;
 use kode::{Deadline, Secret};
 use url::Url;
 
@@ -29,6 +32,9 @@ const FILE_KEYS: &[&str] = &[
     "DOWNLOAD_HOSTS",
     "MAX_ASSET_BYTES",
     "PUSH_TOKEN",
+    "KODE_SECRET_ARN",
+    "ASSET_BUCKET",
+    "LEDGER_TABLE",
 ];
 const SECRET_KEYS: &[&str] = &["KODE_CLIENT_SECRET", "KODE_PASSWORD", "PUSH_TOKEN"];
 
@@ -83,15 +89,21 @@ pub struct GlobalArgs {
         hide_env_values = true
     )]
     pub username: Option<String>,
-    /// Give up on KODE after this many seconds (retries included)
-    #[arg(long, global = true, value_name = "SECS", default_value_t = 60)]
-    pub timeout: u64,
+    /// Give up after this many seconds (retries and downloads included)
+    /// [default: 60; for sync: 300]
+    #[arg(long, global = true, value_name = "SECS")]
+    pub timeout: Option<u64>,
 }
+
+/// What most commands allow themselves: one request and its retries.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Resolved settings. Loading reads the config file but contacts nobody.
 pub struct Settings {
     args: GlobalArgs,
     file: ConfigFile,
+    /// Loaded on first use: most commands never touch AWS.
+    aws: tokio::sync::OnceCell<SdkConfig>,
 }
 
 impl Settings {
@@ -106,6 +118,7 @@ impl Settings {
         Ok(Settings {
             args: args.clone(),
             file,
+            aws: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -144,21 +157,26 @@ impl Settings {
         }
     }
 
-    pub fn api_config(&self) -> Result<ApiConfig, CliError> {
+    /// The AWS SDK configuration (region, credentials, `AWS_ENDPOINT_URL`),
+    /// loaded once per run.
+    pub async fn aws(&self) -> &SdkConfig {
+        self.aws.get_or_init(kode::aws::sdk_config).await
+    }
+
+    pub async fn api_config(&self) -> Result<ApiConfig, CliError> {
         let api_url = match self.url(self.args.kode_api_url.clone(), "KODE_API_URL")? {
             Some(url) => url,
             None => Url::parse(DEFAULT_API_URL).map_err(|e| CliError::Other(e.into()))?,
         };
-        let credentials = Credentials {
-            client_id: self.required(self.args.client_id.clone(), "KODE_CLIENT_ID")?,
-            client_secret: Secret::new(self.required(
-                std::env::var("KODE_CLIENT_SECRET").ok(),
-                "KODE_CLIENT_SECRET",
-            )?),
-            username: self.required(self.args.username.clone(), "KODE_USERNAME")?,
-            password: Secret::new(
-                self.required(std::env::var("KODE_PASSWORD").ok(), "KODE_PASSWORD")?,
-            ),
+        // As in the Lambdas, a secret ARN supplies all four credentials.
+        let credentials = match self.value("KODE_SECRET_ARN") {
+            Some(arn) => {
+                let json = kode::aws::secret_string(self.aws().await, &arn)
+                    .await
+                    .map_err(kode::config::ConfigError::Secret)?;
+                credentials_from_secret_json(&json)?
+            }
+            None => self.credentials()?,
         };
         let mut config = ApiConfig::new(api_url, credentials);
         if let Some(auth_url) = self.url(self.args.kode_auth_url.clone(), "KODE_AUTH_URL")? {
@@ -180,13 +198,32 @@ impl Settings {
         Ok(config)
     }
 
+    fn credentials(&self) -> Result<Credentials, CliError> {
+        Ok(Credentials {
+            client_id: self.required(self.args.client_id.clone(), "KODE_CLIENT_ID")?,
+            client_secret: Secret::new(self.required(
+                std::env::var("KODE_CLIENT_SECRET").ok(),
+                "KODE_CLIENT_SECRET",
+            )?),
+            username: self.required(self.args.username.clone(), "KODE_USERNAME")?,
+            password: Secret::new(
+                self.required(std::env::var("KODE_PASSWORD").ok(), "KODE_PASSWORD")?,
+            ),
+        })
+    }
+
     /// The one client for this run.
-    pub fn client(&self) -> Result<KodeClient, CliError> {
-        KodeClient::new(self.api_config()?).map_err(CliError::Kode)
+    pub async fn client(&self) -> Result<KodeClient, CliError> {
+        KodeClient::new(self.api_config().await?).map_err(CliError::Kode)
     }
 
     pub fn deadline(&self) -> Deadline {
-        Deadline::after(Duration::from_secs(self.args.timeout))
+        self.deadline_or(DEFAULT_TIMEOUT)
+    }
+
+    /// `--timeout`, or `default` for commands that download.
+    pub fn deadline_or(&self, default: Duration) -> Deadline {
+        Deadline::after(self.args.timeout.map_or(default, Duration::from_secs))
     }
 }
 

@@ -30,7 +30,7 @@ enum AuthCommand {
 pub async fn run(args: AuthArgs, global: &GlobalArgs) -> Result<(), CliError> {
     let AuthCommand::Check { json } = args.command;
     let settings = Settings::load(global)?;
-    let config = settings.api_config()?;
+    let config = settings.api_config().await?;
     let token_url = config.auth_url.clone();
     let client = kode::api::KodeClient::new(config)?;
     let info = client.token_info(settings.deadline()).await?;

@@ -9,3 +9,4 @@ mod order_view;
 pub mod price;
 pub mod products;
 pub mod serve;
+pub mod sync;

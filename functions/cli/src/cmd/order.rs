@@ -9,6 +9,7 @@ use super::order_view;
 use crate::error::{request, CliError};
 use crate::output;
 use crate::settings::{GlobalArgs, Settings};
+use crate::store::{Missing, Store, StoreArgs};
 
 #[derive(Args, Debug)]
 #[command(
@@ -29,15 +30,19 @@ enum OrderCommand {
         #[command(subcommand)]
         kind: Box<CreateKind>,
     },
-    /// Show an order's status, lines and delivered files
-    #[command(after_help = "Examples:\n  kode order get 2345678\n  kode order get 2345678 --json")]
+    /// Show an order's status, lines and delivered files (and where they are stored)
+    #[command(
+        after_help = "With a store (--data-dir, or --bucket/--table, or ASSET_BUCKET/LEDGER_TABLE), each file\nshows where it is stored, `deleted` when it was removed, `-` when not stored.\n\nExamples:\n  kode order get 2345678\n  kode order get 2345678 --data-dir ./kode-data\n  kode order get 2345678 --json"
+    )]
     Get {
         /// The order (collection) id, as returned by `order create` and sent in pushes
         #[arg(value_name = "ID")]
         id: OrderId,
-        /// Print KODE's response as it came
+        /// Print KODE's response as it came (without store information)
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
@@ -98,7 +103,7 @@ struct CreateCommon {
 pub async fn run(args: OrderArgs, global: &GlobalArgs) -> Result<(), CliError> {
     match args.command {
         OrderCommand::Create { kind } => create(*kind, global).await,
-        OrderCommand::Get { id, json } => get(id, json, global).await,
+        OrderCommand::Get { id, json, store } => get(id, json, &store, global).await,
     }
 }
 
@@ -115,7 +120,7 @@ async fn create(kind: CreateKind, global: &GlobalArgs) -> Result<(), CliError> {
         return Ok(());
     }
     let settings = Settings::load(global)?;
-    let client = settings.client()?;
+    let client = settings.client().await?;
     let order = client
         .create_order(body.kind(), &body, settings.deadline())
         .await
@@ -126,7 +131,7 @@ async fn create(kind: CreateKind, global: &GlobalArgs) -> Result<(), CliError> {
         output::print(&format!(
             "Created order {}.\n\n{}",
             order.id,
-            order_view::render(&order)
+            order_view::render(&order, None)
         ))?;
     }
     Ok(())
@@ -173,17 +178,28 @@ fn build(order_data: OrderData, common: &CreateCommon) -> Result<CreateOrderRequ
         })
 }
 
-async fn get(id: OrderId, json: bool, global: &GlobalArgs) -> Result<(), CliError> {
+async fn get(
+    id: OrderId,
+    json: bool,
+    store: &StoreArgs,
+    global: &GlobalArgs,
+) -> Result<(), CliError> {
     let settings = Settings::load(global)?;
-    let client = settings.client()?;
     if json {
+        let client = settings.client().await?;
         let raw = client
             .get_json(&format!("/kode/v1/orders/{id}"), settings.deadline())
             .await?;
         output::print_json(&raw)?;
-    } else {
-        let order = client.get_order(id, settings.deadline()).await?;
-        output::print(&order_view::render(&order))?;
+        return Ok(());
     }
+    let store = Store::open(store, &settings, Missing::Refuse).await?;
+    let client = settings.client().await?;
+    let order = client.get_order(id, settings.deadline()).await?;
+    let places = match &store {
+        Some(store) => Some(store.asset_places(id).await?),
+        None => None,
+    };
+    output::print(&order_view::render(&order, places.as_ref()))?;
     Ok(())
 }

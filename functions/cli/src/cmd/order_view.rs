@@ -1,12 +1,17 @@
 //! An order as text: status, then per sub-order its lines and its files.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use kode::model::{Asset, Order, OrderLine, SubOrder};
+use kode::model::{Asset, AssetId, Order, OrderLine, SubOrder};
 
 use crate::output::{clip, money, Table};
 
-pub fn render(order: &Order) -> String {
+/// Where each asset is stored, per the ledger; `None` when no store is
+/// configured (the column is left out).
+pub type Places = BTreeMap<AssetId, String>;
+
+pub fn render(order: &Order, places: Option<&Places>) -> String {
     let mut out = format!(
         "Order {}  status {}\n",
         order.id,
@@ -34,12 +39,12 @@ pub fn render(order: &Order) -> String {
     }
     for sub in &order.orders {
         out.push('\n');
-        out.push_str(&sub_order(sub));
+        out.push_str(&sub_order(sub, places));
     }
     out
 }
 
-fn sub_order(sub: &SubOrder) -> String {
+fn sub_order(sub: &SubOrder, places: Option<&Places>) -> String {
     let mut out = format!(
         "Sub-order {}  {}",
         sub.id,
@@ -71,15 +76,23 @@ fn sub_order(sub: &SubOrder) -> String {
     if assets.is_empty() {
         out.push_str("\n  No files delivered yet.\n");
     } else {
-        let mut table = Table::new(&["ASSET", "STATUS", "ON", "CATEGORY", "FILE"]);
+        let mut headers = vec!["ASSET", "STATUS", "ON", "CATEGORY", "FILE"];
+        if places.is_some() {
+            headers.push("STORED");
+        }
+        let mut table = Table::new(&headers);
         for (on, asset) in assets {
-            table.row(vec![
+            let mut cells = vec![
                 asset.id.to_string(),
                 asset.asset_status.to_string(),
                 on,
                 asset.product_category.clone().unwrap_or_else(|| "-".into()),
                 asset.display_name().to_owned(),
-            ]);
+            ];
+            if let Some(places) = places {
+                cells.push(places.get(&asset.id).cloned().unwrap_or_else(|| "-".into()));
+            }
+            table.row(cells);
         }
         out.push('\n');
         out.push_str(&table.render("  "));
@@ -117,7 +130,7 @@ mod tests {
                   "assetStatus": "DELETED", "productCategory": "KOMMUNAL_INFORMASJON"}] }] }]
         }))
         .unwrap();
-        let text = render(&order);
+        let text = render(&order, None);
         assert!(
             text.starts_with(
                 "Order 2345678  status PROGRESS\nprice 1480.00 net, 1850.00 incl. VAT\n"
@@ -140,5 +153,39 @@ mod tests {
             text.contains("  a2     DELETED  line 13579002  KOMMUNAL_INFORMASJON  Tegninger.pdf\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn stored_column_shows_place_deleted_or_dash() {
+        let order: Order = serde_json::from_value(serde_json::json!({
+            "id": 1, "status": "FINISHED",
+            "orders": [{ "id": 2, "assets": [
+                {"id": "a1", "filename": "Kart.pdf", "downloadUrl": "u", "assetStatus": "OK"},
+                {"id": "a2", "filename": "Plan.pdf", "downloadUrl": "u", "assetStatus": "DELETED"},
+                {"id": "a3", "filename": "Ny.pdf", "downloadUrl": "u", "assetStatus": "OK"}] }]
+        }))
+        .unwrap();
+        assert!(!render(&order, None).contains("STORED"));
+        let places = Places::from([
+            (
+                AssetId::from("a1"),
+                "s3://b/orders/1/a1/Kart.pdf".to_owned(),
+            ),
+            (AssetId::from("a2"), "deleted".to_owned()),
+        ]);
+        let text = render(&order, Some(&places));
+        let row = |id: &str| {
+            text.lines()
+                .find(|l| l.trim_start().starts_with(id))
+                .unwrap_or_else(|| panic!("{id} missing:\n{text}"))
+                .split_whitespace()
+                .last()
+                .unwrap()
+                .to_owned()
+        };
+        assert!(text.contains("FILE      STORED\n"), "{text}");
+        assert_eq!(row("a1"), "s3://b/orders/1/a1/Kart.pdf");
+        assert_eq!(row("a2"), "deleted");
+        assert_eq!(row("a3"), "-");
     }
 }

@@ -78,7 +78,7 @@ pub async fn run(args: PriceArgs, global: &GlobalArgs) -> Result<(), CliError> {
         return Ok(());
     }
     let settings = Settings::load(global)?;
-    let client = settings.client()?;
+    let client = settings.client().await?;
     let response = client
         .price(body.kind(), &body, settings.deadline())
         .await?;

@@ -22,7 +22,7 @@ pub struct ProductsArgs {
 
 pub async fn run(args: ProductsArgs, global: &GlobalArgs) -> Result<(), CliError> {
     let settings = Settings::load(global)?;
-    let client = settings.client()?;
+    let client = settings.client().await?;
     if args.json {
         let path = format!("/kode/v1/products?municipality={}", args.municipality);
         let raw = client.get_json(&path, settings.deadline()).await?;

@@ -113,7 +113,7 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> Result<(), CliError> {
         .and_then(|token| {
             PushSecret::new(Secret::new(token)).map_err(|e| CliError::invalid("PUSH_TOKEN", e))
         })?;
-    let api = settings.api_config()?;
+    let api = settings.api_config().await?;
     let kode_url = api.api_url.to_string();
     let pipeline_args = args.pipeline;
     let pipeline = Pipeline::start(PipelineConfig {

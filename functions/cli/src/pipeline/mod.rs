@@ -71,6 +71,29 @@ impl PipelineError {
     }
 }
 
+/// The ledger and the files of a data directory: what the pipeline writes,
+/// and what `kode sync` and `kode order get --data-dir` open.
+pub struct LocalStore {
+    pub ledger: SqliteLedger,
+    pub blobs: DiskBlobs,
+}
+
+impl LocalStore {
+    pub const LEDGER_FILE: &'static str = "ledger.sqlite";
+
+    /// Creates the data directory if needed.
+    pub async fn open(data_dir: &Path) -> Result<LocalStore, PipelineError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| PipelineError::DataDir {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        Ok(LocalStore {
+            ledger: SqliteLedger::open(data_dir.join(Self::LEDGER_FILE)).await?,
+            blobs: DiskBlobs::new(data_dir),
+        })
+    }
+}
+
 /// A running pipeline. [`Pipeline::shutdown`] stops it in order; if the
 /// process dies instead, the next start requeues what was in flight.
 pub struct Pipeline {
@@ -100,13 +123,8 @@ impl Pipeline {
     /// the listener and starts the workers.
     pub async fn start(config: PipelineConfig) -> Result<Pipeline, PipelineError> {
         let data_dir = config.data_dir;
-        std::fs::create_dir_all(&data_dir).map_err(|source| PipelineError::DataDir {
-            path: data_dir.clone(),
-            source,
-        })?;
+        let LocalStore { ledger, blobs } = LocalStore::open(&data_dir).await?;
         let queue = SqliteQueue::open(data_dir.join("queue.sqlite"), config.queue).await?;
-        let ledger = SqliteLedger::open(data_dir.join("ledger.sqlite")).await?;
-        let blobs = DiskBlobs::new(&data_dir);
         let requeued = queue.release_in_flight().await?;
         if requeued > 0 {
             warn!(

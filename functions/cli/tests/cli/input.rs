@@ -276,11 +276,14 @@ async fn help_has_examples_and_never_shows_values_from_the_environment() {
         ("KODE_USERNAME", "username-from-env"),
         ("KODE_PASSWORD", "password-from-env"),
         ("KODE_API_URL", "https://api-url-from-env.example"),
+        ("KODE_SECRET_ARN", "secret-arn-from-env"),
+        ("ASSET_BUCKET", "bucket-from-env"),
+        ("LEDGER_TABLE", "table-from-env"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
-    let commands: [&[&str]; 14] = [
+    let commands: [&[&str]; 15] = [
         &["--help"],
         &["auth", "--help"],
         &["auth", "check", "--help"],
@@ -295,6 +298,7 @@ async fn help_has_examples_and_never_shows_values_from_the_environment() {
         &["order", "create", "cadastre", "--help"],
         &["order", "create", "share", "--help"],
         &["order", "get", "--help"],
+        &["sync", "--help"],
     ];
     for args in commands {
         let run = kode_with(env.clone(), args).await;

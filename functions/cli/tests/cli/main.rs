@@ -2,4 +2,7 @@
 
 mod commands;
 mod input;
+mod moto;
 mod support;
+mod sync;
+mod sync_aws;
