@@ -4,5 +4,6 @@
 //! which starts moto and exports `AWS_ENDPOINT_URL`.
 
 mod api;
+mod processor;
 mod store_aws;
 mod support;
