@@ -13,7 +13,8 @@ use kode::store::{
 };
 use serde_json::json;
 
-use super::harness::{assets_of, content, key_of, Ack, Env};
+use super::harness::{Ack, Env};
+use super::stored::{assets_of, content, key_of};
 
 /// An order whose single sub-order holds `assets`.
 fn order_with(id: u64, assets: Vec<AssetSpec>) -> OrderSpec {

@@ -5,7 +5,8 @@ use fake_kode::{samples, AssetSpec, OrderSpec};
 use kode::store::AssetState;
 use serde_json::json;
 
-use super::harness::{assets_of, content, key_of, Ack, Env};
+use super::harness::{Ack, Env};
+use super::stored::{assets_of, content, key_of};
 
 /// An order with one asset at sub-order level and one on an order line.
 fn two_level_order(id: u64) -> OrderSpec {
