@@ -4,6 +4,7 @@
 //! which starts moto and exports `AWS_ENDPOINT_URL`.
 
 mod api;
+mod processor;
 mod sample_events;
 mod store_aws;
 mod support;
