@@ -12,18 +12,10 @@ use kode::metrics::Metrics;
 use kode::process::Processor;
 use kode::store::aws::{DynamoLedger, S3Blobs};
 use processor::DEFAULT_DEADLINE_MARGIN;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    kode::telemetry::init_json_logs();
     let (processor, margin) = match build().await {
         Ok(built) => built,
         Err(e) => {
