@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use clap::Args;
-use kode::api::{ApiConfig, Credentials, KodeClient, DEFAULT_API_URL};
+use kode::api::{ApiConfig, Credentials, KodeClient};
 use kode::config::credentials_from_secret_json;
 use kode::{Deadline, Secret};
 use url::Url;
@@ -142,21 +142,6 @@ impl Settings {
             })
     }
 
-    fn url(&self, flag_or_env: Option<Url>, key: &str) -> Result<Option<Url>, CliError> {
-        match flag_or_env {
-            Some(url) => Ok(Some(url)),
-            None => self
-                .file
-                .get(key)
-                .map(|raw| {
-                    Url::parse(raw).map_err(|e| {
-                        CliError::Usage(format!("{key} in {}: {e}", self.file.describe()))
-                    })
-                })
-                .transpose(),
-        }
-    }
-
     /// The AWS SDK configuration (region, credentials, `AWS_ENDPOINT_URL`),
     /// loaded once per run.
     pub async fn aws(&self) -> &SdkConfig {
@@ -164,10 +149,6 @@ impl Settings {
     }
 
     pub async fn api_config(&self) -> Result<ApiConfig, CliError> {
-        let api_url = match self.url(self.args.kode_api_url.clone(), "KODE_API_URL")? {
-            Some(url) => url,
-            None => Url::parse(DEFAULT_API_URL).map_err(|e| CliError::Other(e.into()))?,
-        };
         // As in the Lambdas, a secret ARN supplies all four credentials.
         let credentials = match self.value("KODE_SECRET_ARN") {
             Some(arn) => {
@@ -178,24 +159,17 @@ impl Settings {
             }
             None => self.credentials()?,
         };
-        let mut config = ApiConfig::new(api_url, credentials);
-        if let Some(auth_url) = self.url(self.args.kode_auth_url.clone(), "KODE_AUTH_URL")? {
-            config.auth_url = auth_url;
-        }
-        if let Some(hosts) = self.value("DOWNLOAD_HOSTS") {
-            config.download_hosts = hosts
-                .split(',')
-                .map(str::trim)
-                .filter(|h| !h.is_empty())
-                .map(str::to_owned)
-                .collect();
-        }
-        if let Some(max) = self.value("MAX_ASSET_BYTES") {
-            config.max_asset_bytes = max.trim().parse().map_err(|_| {
-                CliError::Usage(format!("MAX_ASSET_BYTES {max:?} is not a whole number"))
-            })?;
-        }
-        Ok(config)
+        // The same parsing and checks as the Lambdas; flags win over the
+        // environment and the config file.
+        let lookup = |key: &str| {
+            let flag = match key {
+                "KODE_API_URL" => self.args.kode_api_url.as_ref(),
+                "KODE_AUTH_URL" => self.args.kode_auth_url.as_ref(),
+                _ => None,
+            };
+            flag.map(Url::to_string).or_else(|| self.value(key))
+        };
+        Ok(kode::config::api_config_from(&lookup, credentials)?)
     }
 
     fn credentials(&self) -> Result<Credentials, CliError> {
