@@ -43,7 +43,7 @@ else
         || die "cannot create $VENV: install python3-venv (apt-get install python3-venv)"
     "$PY" -m pip install --disable-pip-version-check --quiet -r "$REQUIREMENTS"
     echo "$wanted" > "$stamp"
-    "$PY" -m pip list --disable-pip-version-check 2>/dev/null | grep -iE '^(moto|cfn-lint|aws-sam-translator) '
+    "$PY" -m pip list --disable-pip-version-check 2>/dev/null | grep -iE '^(moto|cfn-lint|aws-sam-translator|cargo-lambda) '
 fi
 
 step "Rust components"
@@ -110,6 +110,8 @@ run_step "cargo fmt --check" cargo fmt --all -- --check
 run_step "cargo clippy (all targets, warnings are errors)" \
     cargo clippy --workspace --all-targets --locked -- -D warnings
 run_step "cargo test" cargo test --workspace --locked
+run_step "Lambda smoke test (real binaries, cargo lambda's Runtime API, moto, fake-kode)" \
+    "$PY" infra/lambda_smoke.py
 
 if [[ -f template.yaml ]]; then
     run_step "template lint (cfn-lint on template.yaml and its SAM translation)" \

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
@@ -139,16 +139,10 @@ async fn run_group<H: RecordHandler + ?Sized>(
 }
 
 /// The invocation deadline from the Lambda context (milliseconds since the
-/// Unix epoch).
+/// Unix epoch; see [`Deadline::from_lambda_ms`] for what local emulators
+/// send). Without one no record starts.
 pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Deadline {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or_default();
-    let left = u128::from(deadline_ms).saturating_sub(now_ms);
-    Deadline::after(Duration::from_millis(
-        u64::try_from(left).unwrap_or(u64::MAX),
-    ))
+    Deadline::from_lambda_ms(deadline_ms).unwrap_or_else(|| Deadline::after(Duration::ZERO))
 }
 
 /// Serves SQS batches until the runtime stops.

@@ -5,7 +5,7 @@
 
 mod event;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use kode::intake::Intake;
 use kode::Deadline;
@@ -85,12 +85,7 @@ const ANSWER_MARGIN: Duration = Duration::from_millis(1000);
 /// The invocation's end minus the margin; `None` without a deadline (0, as
 /// in tests and local invokes).
 fn invocation_deadline(context: &Context) -> Option<Deadline> {
-    if context.deadline == 0 {
-        return None;
-    }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
-    let left = Duration::from_millis(context.deadline).saturating_sub(now);
-    Some(Deadline::after(left.saturating_sub(ANSWER_MARGIN)))
+    Deadline::from_lambda_ms(context.deadline).map(|end| end.minus(ANSWER_MARGIN))
 }
 
 /// Why start-up configuration is unusable.
@@ -129,6 +124,8 @@ pub fn queue_url(value: Option<String>) -> Result<String, ConfigError> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
     use super::*;
 
     #[test]
