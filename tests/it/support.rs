@@ -1,6 +1,5 @@
 //! Shared helpers: the moto connection and unique resource names.
 
-#![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
