@@ -1,6 +1,5 @@
 //! Shared helpers: the moto connection and unique resource names.
 
-
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// The SDK configuration pointing at moto. Fails loudly, naming the test
