@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use sha2::{Digest, Sha256};
 use unicode_normalization::UnicodeNormalization;
 
 use crate::model::{AssetId, OrderId};
@@ -14,6 +15,12 @@ pub const MAX_NAME_BYTES: usize = 200;
 
 /// Longest suffix still treated as an extension worth keeping when cutting.
 const MAX_EXTENSION_BYTES: usize = 16;
+
+/// Longest asset-id segment kept as it is (KODE's ids are 32 characters).
+const MAX_ID_SEGMENT_BYTES: usize = 128;
+/// How much of a longer segment is kept before its digest. Escapes are
+/// ASCII, so any byte offset is a character boundary.
+const ID_SEGMENT_PREFIX_BYTES: usize = 64;
 
 /// Name used when nothing of the original survives cleaning.
 const FALLBACK_STEM: &str = "asset";
@@ -69,6 +76,16 @@ fn key_segment(id: &str) -> String {
         } else {
             let _ = write!(out, "%{byte:02X}");
         }
+    }
+    if out.len() > MAX_ID_SEGMENT_BYTES {
+        // Keeps keys within S3's 1024 bytes and a disk's 255-byte file names
+        // however long a (hostile) id is. `~` is always escaped above, so a
+        // shortened segment can never equal a plain one, and the digest of
+        // the whole id keeps two long ids apart.
+        let digest = hex::encode(Sha256::digest(id.as_bytes()));
+        out.truncate(ID_SEGMENT_PREFIX_BYTES);
+        out.push('~');
+        out.push_str(&digest[..32]);
     }
     out
 }
@@ -228,5 +245,27 @@ mod tests {
             assert_eq!(k.split('/').count(), 4, "{k}");
             assert!(!segment.starts_with('.'), "{k}");
         }
+    }
+
+    #[test]
+    fn a_very_long_asset_id_gives_a_bounded_distinct_segment() {
+        let long_a = AssetId(format!("{}a", "../".repeat(400)));
+        let long_b = AssetId(format!("{}b", "../".repeat(400)));
+        let key_a = object_key(OrderId(7), &long_a, "f.pdf");
+        let key_b = object_key(OrderId(7), &long_b, "f.pdf");
+        assert_ne!(key_a, key_b);
+        for key in [&key_a, &key_b] {
+            let segments: Vec<&str> = key.as_str().split('/').collect();
+            assert_eq!(segments.len(), 4, "{key}");
+            assert!(segments[2].len() <= 128, "{key}");
+            assert!(!segments[2].starts_with('.'), "{key}");
+            assert!(key.as_str().len() < 1024);
+        }
+        // A normal KODE id is untouched.
+        let plain = AssetId("4e7d1c2b9a8f4e3d2c1b0a9f8e7d6c5b".into());
+        assert_eq!(
+            object_key(OrderId(7), &plain, "f.pdf").as_str(),
+            "orders/7/4e7d1c2b9a8f4e3d2c1b0a9f8e7d6c5b/f.pdf"
+        );
     }
 }
