@@ -14,7 +14,11 @@ pub enum ApiError {
         message: String,
         retry_after: Option<Duration>,
     },
-    /// Connect error, reset, or timeout before a response.
+    /// No connection could be made: nothing reached KODE, so even a
+    /// non-idempotent request may be sent again.
+    #[error("could not connect to KODE for {what}: {message}")]
+    Connect { what: String, message: String },
+    /// Reset or timeout after the request may have been sent.
     #[error("could not reach KODE for {what}: {message}")]
     Transport { what: String, message: String },
     /// Authentication failed (bad credentials, refresh and password grant refused).
@@ -52,7 +56,9 @@ impl ApiError {
     pub fn is_retryable(&self) -> bool {
         match self {
             ApiError::Status { status, .. } => *status == 429 || *status >= 500 || *status == 408,
-            ApiError::Transport { .. } | ApiError::Truncated { .. } => true,
+            ApiError::Connect { .. } | ApiError::Transport { .. } | ApiError::Truncated { .. } => {
+                true
+            }
             ApiError::DeadlineExceeded { .. } => true,
             ApiError::Auth(_)
             | ApiError::ForeignHost { .. }

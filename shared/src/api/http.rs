@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::deadline::Deadline;
 
-use super::retry::{deadline_exceeded, parse_retry_after, CONNECT_PREFIX};
+use super::retry::{deadline_exceeded, parse_retry_after};
 use super::ApiError;
 
 /// Longest error text kept from a response body.
@@ -40,7 +40,7 @@ pub(crate) async fn send(
 }
 
 /// A transport failure without the URL. Failures before anything was sent
-/// are marked so that non-idempotent requests may still be retried.
+/// are `Connect`, so that non-idempotent requests may still be retried.
 pub(crate) fn transport(what: &str, error: &reqwest::Error) -> ApiError {
     let mut message = String::new();
     let mut source = error.source();
@@ -58,12 +58,11 @@ pub(crate) fn transport(what: &str, error: &reqwest::Error) -> ApiError {
             "request failed".into()
         };
     }
+    let what = what.to_owned();
     if error.is_connect() {
-        message = format!("{CONNECT_PREFIX}{message}");
-    }
-    ApiError::Transport {
-        what: what.to_owned(),
-        message,
+        ApiError::Connect { what, message }
+    } else {
+        ApiError::Transport { what, message }
     }
 }
 

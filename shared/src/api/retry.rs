@@ -126,17 +126,11 @@ fn is_transient(error: &ApiError, idempotency: Idempotency) -> bool {
             matches!(status, 408 | 429) || *status >= 500
         }
         (ApiError::Transport { .. }, Idempotency::Safe) => true,
+        (ApiError::Connect { .. }, _) => true,
         (ApiError::Status { status, .. }, Idempotency::Unsafe) => *status == 429,
-        (ApiError::Transport { message, .. }, Idempotency::Unsafe) => {
-            message.starts_with(CONNECT_PREFIX)
-        }
         _ => false,
     }
 }
-
-/// Transport messages of failures before anything was sent start with this,
-/// so the unsafe-request rule can tell them apart.
-pub(crate) const CONNECT_PREFIX: &str = "connect: ";
 
 fn retry_after(error: &ApiError) -> Option<Duration> {
     match error {
@@ -254,9 +248,9 @@ mod tests {
         .await;
         assert_eq!(result.unwrap_err().status(), Some(502));
         assert_eq!(calls, 1);
-        let refused = ApiError::Transport {
+        let refused = ApiError::Connect {
             what: "t".into(),
-            message: format!("{CONNECT_PREFIX}refused"),
+            message: "refused".into(),
         };
         let errors = vec![refused, status(429, Some(Duration::ZERO))];
         let (result, calls) = run_with(fast(), Idempotency::Unsafe, deadline, errors).await;

@@ -137,14 +137,15 @@ async fn create(kind: CreateKind, global: &GlobalArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Only a 4xx answer proves KODE did not take the order; after a 5xx or a
-/// lost connection it may have, and KODE has no search to find out, so
-/// running the command again could order (and bill) twice.
+/// Only a 4xx answer or a failed connection proves KODE did not take the
+/// order; after a 5xx or a connection lost mid-request it may have, and
+/// KODE has no search to find out, so running the command again could order
+/// (and bill) twice.
 fn maybe_created(error: ApiError, body: &CreateOrderRequest) -> CliError {
-    if error
+    let refused = error
         .status()
-        .is_some_and(|s| (400..500).contains(&s) && s != 429)
-    {
+        .is_some_and(|s| (400..500).contains(&s) && s != 429);
+    if refused || matches!(error, ApiError::Connect { .. }) {
         return CliError::Kode(error);
     }
     let trace = match body.technical_reference() {
