@@ -252,10 +252,12 @@ async fn products_prices_and_orders_round_trip() {
     assert_eq!(price["products"][0]["code"], "WI03010033");
     assert_eq!(fake.price_requests()[0].0, "cadastre");
 
-    let order = client
+    let created = client
         .create_order(OrderKind::Cadastre, &body, deadline())
         .await
         .unwrap();
+    assert_eq!(created.raw["id"], serde_json::json!(created.order.id.0));
+    let order = created.order;
     let lines = &order.orders[0].order_lines;
     assert_eq!(lines[0].product.as_deref(), Some("WI03010033"));
     assert_eq!(lines.len(), 1 + package.children.len());

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::deadline::Deadline;
@@ -16,6 +16,14 @@ use super::download::{redirect_target, Download, MAX_REDIRECTS};
 use super::hosts::{host_of, AllowedHosts};
 use super::retry::{Idempotency, RetryPolicy};
 use super::{http, join, ApiConfig, ApiError, TokenInfo};
+
+/// A created order: parsed, and as KODE sent it (its id is the only way to
+/// find the order again, so callers may want to keep the raw answer).
+#[derive(Debug, Clone)]
+pub struct CreatedOrder {
+    pub order: Order,
+    pub raw: serde_json::Value,
+}
 
 #[derive(Clone)]
 pub struct KodeClient {
@@ -146,12 +154,13 @@ impl KodeClient {
         kind: OrderKind,
         body: &B,
         deadline: Deadline,
-    ) -> Result<Order, ApiError> {
+    ) -> Result<CreatedOrder, ApiError> {
         let url = self.endpoint(&format!("kode/v1/orders/{}", kind.path_segment()));
         let body = encode(body)?;
-        let order: Order = self
+        let what = format!("create {kind} order");
+        let raw: serde_json::Value = self
             .call_json(
-                &format!("create {kind} order"),
+                &what,
                 Method::POST,
                 url,
                 Some(&body),
@@ -159,8 +168,12 @@ impl KodeClient {
                 deadline,
             )
             .await?;
+        let order = Order::deserialize(&raw).map_err(|e| ApiError::Decode {
+            what,
+            message: e.to_string(),
+        })?;
         tracing::info!(action = "order_created", orderId = order.id.0, kind = %kind, "KODE order created");
-        Ok(order)
+        Ok(CreatedOrder { order, raw })
     }
 
     /// GET any KODE path relative to api_url, JSON (for `--json` output).

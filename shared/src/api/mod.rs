@@ -14,7 +14,7 @@ use url::Url;
 
 use crate::secret::Secret;
 
-pub use client::KodeClient;
+pub use client::{CreatedOrder, KodeClient};
 pub use download::Download;
 pub use error::ApiError;
 

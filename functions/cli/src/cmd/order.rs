@@ -121,12 +121,13 @@ async fn create(kind: CreateKind, global: &GlobalArgs) -> Result<(), CliError> {
     }
     let settings = Settings::load(global)?;
     let client = settings.client().await?;
-    let order = client
+    let created = client
         .create_order(body.kind(), &body, settings.deadline())
         .await
         .map_err(|e| maybe_created(e, &body))?;
+    let order = created.order;
     if common.json {
-        output::print_json(&order)?;
+        output::print_json(&created.raw)?;
     } else {
         output::print(&format!(
             "Created order {}.\n\n{}",

@@ -231,7 +231,14 @@ async fn order_create_share_sends_numbers() {
     )
     .await;
     let created = run.assert_ok().json();
-    assert!(created["id"].as_u64().is_some(), "{created}");
+    let id = created["id"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{created}"));
+    // `--json` is KODE's own answer, which is what a later GET serves.
+    assert_eq!(
+        created,
+        served(&fake, &format!("/kode/v1/orders/{id}")).await
+    );
     assert_eq!(
         fake.created_orders()[0].1["orderData"],
         json!({"organizationNumber": 948677202, "shareNumber": 57})
