@@ -55,3 +55,21 @@ pub async fn create_ledger_table(client: &aws_sdk_dynamodb::Client, name: &str) 
         .await
         .expect("create ledger table in moto");
 }
+
+/// Reverses the percent-encoding the S3 adapter documents for metadata
+/// values (UTF-8, everything but `A-Za-z0-9-._~` escaped).
+pub fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            out.push(u8::from_str_radix(&value[i + 1..i + 3], 16).expect("hex escape"));
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).expect("UTF-8")
+}

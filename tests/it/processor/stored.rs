@@ -1,5 +1,6 @@
 //! What the processor left in S3 and the ledger, and the checks on it.
 
+use crate::support;
 use std::collections::HashMap;
 
 use fake_kode::{AssetSpec, OrderSpec};
@@ -109,9 +110,9 @@ impl Env {
         assert_eq!(m.get("order-line-id"), line.map(|l| l.to_string()).as_ref());
         assert_eq!(m.get("asset-id"), Some(&asset.id), "{key}");
         let name = m.get("original-name").expect("original-name");
-        assert_eq!(percent_decode(name), asset.filename, "{key}");
+        assert_eq!(support::percent_decode(name), asset.filename, "{key}");
         let category = m.get("product-category").expect("product-category");
-        assert_eq!(percent_decode(category), asset.category, "{key}");
+        assert_eq!(support::percent_decode(category), asset.category, "{key}");
 
         let record = self
             .asset_record(order, &asset.id)
@@ -166,21 +167,4 @@ pub fn content(len: usize, seed: u64) -> Vec<u8> {
             (state >> 24) as u8
         })
         .collect()
-}
-
-/// Reverses the percent-encoding of S3 metadata values.
-pub fn percent_decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            out.push(u8::from_str_radix(&value[i + 1..i + 3], 16).expect("hex escape"));
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).expect("UTF-8")
 }

@@ -123,23 +123,6 @@ fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-/// Reverses the documented percent-encoding of metadata values.
-fn percent_decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            out.push(u8::from_str_radix(&value[i + 1..i + 3], 16).expect("hex escape"));
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).expect("UTF-8")
-}
-
 struct S3Env {
     client: aws_sdk_s3::Client,
     bucket: String,
@@ -215,9 +198,9 @@ fn assert_full_metadata(metadata: &HashMap<String, String>, data: &[u8]) {
     );
     assert!(metadata.get("asset-id").is_some());
     let name = metadata.get("original-name").expect("original-name");
-    assert_eq!(percent_decode(name), NAME);
+    assert_eq!(support::percent_decode(name), NAME);
     let category = metadata.get("product-category").expect("product-category");
-    assert_eq!(percent_decode(category), "Kart og målebrev");
+    assert_eq!(support::percent_decode(category), "Kart og målebrev");
 }
 
 #[tokio::test]
