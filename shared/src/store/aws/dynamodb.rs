@@ -8,6 +8,7 @@
 mod items;
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::sdk_error::classify;
@@ -107,35 +108,28 @@ impl Ledger for DynamoLedger {
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(RecordOutcome::Recorded),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                let existing = self
-                    .get(
-                        items::order_pk(record.order_id),
-                        items::asset_sk(&record.asset_id),
-                    )
-                    .await?;
-                match existing
-                    .map(|item| items::asset_record(&item))
-                    .transpose()?
-                {
-                    Some(existing) if existing.state == AssetState::Deleted => {
-                        Ok(RecordOutcome::AlreadyDeleted)
-                    }
-                    Some(_) => Ok(RecordOutcome::AlreadyRecorded),
-                    // Ledger items are never removed, so this is a race we
-                    // cannot explain: let a later attempt look again.
-                    None => Err(StoreError::Unavailable(format!(
-                        "{what}: condition failed but the item is gone"
-                    ))),
-                }
+        if applied(result, &what)? {
+            return Ok(RecordOutcome::Recorded);
+        }
+        let existing = self
+            .get(
+                items::order_pk(record.order_id),
+                items::asset_sk(&record.asset_id),
+            )
+            .await?;
+        match existing
+            .map(|item| items::asset_record(&item))
+            .transpose()?
+        {
+            Some(existing) if existing.state == AssetState::Deleted => {
+                Ok(RecordOutcome::AlreadyDeleted)
             }
-            Err(err) => Err(classify(&what, err)),
+            Some(_) => Ok(RecordOutcome::AlreadyRecorded),
+            // Ledger items are never removed, so this is a race we
+            // cannot explain: let a later attempt look again.
+            None => Err(StoreError::Unavailable(format!(
+                "{what}: condition failed but the item is gone"
+            ))),
         }
     }
 
@@ -163,17 +157,11 @@ impl Ledger for DynamoLedger {
             .expression_attribute_values(":at", AttributeValue::S(at.to_owned()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(RecordOutcome::Recorded),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(RecordOutcome::AlreadyRecorded)
-            }
-            Err(err) => Err(classify(&what, err)),
-        }
+        Ok(if applied(result, &what)? {
+            RecordOutcome::Recorded
+        } else {
+            RecordOutcome::AlreadyRecorded
+        })
     }
 
     async fn upsert_order(&self, record: &OrderRecord) -> Result<(), StoreError> {
@@ -243,17 +231,11 @@ impl Ledger for DynamoLedger {
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(RecordOutcome::Recorded),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(RecordOutcome::AlreadyRecorded)
-            }
-            Err(err) => Err(classify(&what, err)),
-        }
+        Ok(if applied(result, &what)? {
+            RecordOutcome::Recorded
+        } else {
+            RecordOutcome::AlreadyRecorded
+        })
     }
 }
 
@@ -263,4 +245,17 @@ fn text(value: &Option<String>) -> Option<AttributeValue> {
         .as_deref()
         .filter(|v| !v.is_empty())
         .map(|v| AttributeValue::S(v.to_owned()))
+}
+
+/// Whether a conditional write took effect: `false` when its condition
+/// failed (the fact is already there), an error for any other failure.
+fn applied<T, E>(result: Result<T, SdkError<E>>, what: &str) -> Result<bool, StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(err) if err.code() == Some("ConditionalCheckFailedException") => Ok(false),
+        Err(err) => Err(classify(what, err)),
+    }
 }
