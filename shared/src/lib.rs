@@ -7,6 +7,7 @@ pub mod api;
 pub mod aws;
 pub mod config;
 pub mod deadline;
+pub mod envelope;
 pub mod intake;
 pub mod metrics;
 pub mod model;
@@ -14,6 +15,7 @@ pub mod names;
 pub mod process;
 pub mod secret;
 pub mod store;
+pub mod stream;
 pub mod sync;
 pub mod telemetry;
 

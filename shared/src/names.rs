@@ -2,13 +2,11 @@
 //! id, the object key stays under `orders/{orderId}/{assetId}/` and is a
 //! valid file name on disk.
 
-use std::fmt::Write as _;
-
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::{Digest, Sha256};
 use unicode_normalization::UnicodeNormalization;
 
-use crate::model::{AssetId, OrderId};
-use crate::store::ObjectKey;
+use crate::model::{AssetId, ObjectKey, OrderId};
 
 /// Longest file name kept, in bytes (common file systems allow 255).
 pub const MAX_NAME_BYTES: usize = 200;
@@ -21,6 +19,11 @@ const MAX_ID_SEGMENT_BYTES: usize = 128;
 /// How much of a longer segment is kept before its digest. Escapes are
 /// ASCII, so any byte offset is a character boundary.
 const ID_SEGMENT_PREFIX_BYTES: usize = 64;
+
+/// What an asset id keeps unescaped in its key segment: letters, digits,
+/// `-`, `_` and (not leading) `.`. `~` is always escaped: it marks a
+/// shortened segment.
+const ID_SEGMENT_ESCAPED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.');
 
 /// Name used when nothing of the original survives cleaning.
 const FALLBACK_STEM: &str = "asset";
@@ -68,15 +71,12 @@ fn key_segment(id: &str) -> String {
         // escaped), so it cannot collide.
         return "%".to_owned();
     }
-    let mut out = String::with_capacity(id.len());
-    for (i, byte) in id.bytes().enumerate() {
-        let plain = byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_';
-        if plain || (byte == b'.' && i > 0) {
-            out.push(char::from(byte));
-        } else {
-            let _ = write!(out, "%{byte:02X}");
-        }
-    }
+    // A leading `.` is escaped so that no segment is `.` or `..`.
+    let (lead, rest) = match id.strip_prefix('.') {
+        Some(rest) => ("%2E", rest),
+        None => ("", id),
+    };
+    let mut out = format!("{lead}{}", utf8_percent_encode(rest, ID_SEGMENT_ESCAPED));
     if out.len() > MAX_ID_SEGMENT_BYTES {
         // Keeps keys within S3's 1024 bytes and a disk's 255-byte file names
         // however long a (hostile) id is. `~` is always escaped above, so a

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use fake_kode::{AssetContent, AssetSpec, Edition, Endpoint, FakeKode, OrderSpec, Recorder};
 use kode::api::{ApiConfig, ApiError, Credentials, Download, KodeClient, TokenEncoding};
 use kode::model::{MunicipalityNumber, OrderId, OrderKind};
-use kode::store::ChunkSource;
+use kode::stream::{ChunkSource, SourceError};
 use kode::{Deadline, Secret};
 use reqwest::Url;
 use serde_json::json;
@@ -57,7 +57,7 @@ fn fastrand_like(mut state: u64) -> impl FnMut() -> u8 {
     }
 }
 
-async fn read_all(download: &mut Download) -> Result<Vec<u8>, ApiError> {
+async fn read_all(download: &mut Download) -> Result<Vec<u8>, SourceError> {
     let mut body = Vec::new();
     while let Some(chunk) = download.next_chunk().await? {
         body.extend_from_slice(&chunk);
@@ -89,9 +89,12 @@ async fn concurrent_calls_share_one_token_request() {
         "{:?}",
         info.scopes
     );
-    assert!(
-        info.expires_in > Duration::from_secs(3000) && info.expires_in <= Duration::from_secs(3600)
+    assert_eq!(
+        info.lifetime,
+        Duration::from_secs(3600),
+        "as the fake grants it"
     );
+    assert!(!info.lifetime_assumed);
 }
 
 #[tokio::test]
@@ -360,7 +363,7 @@ async fn a_truncated_body_fails() {
     fake.slow_asset("a900", Duration::from_millis(20));
     let mut download = client(&fake).download(&url, deadline()).await.unwrap();
     match read_all(&mut download).await {
-        Err(ApiError::Truncated { received, expected }) => {
+        Err(SourceError::Truncated { received, expected }) => {
             assert!(received <= 10_000, "{received}");
             assert_eq!(expected, Some(64 * 1024));
         }
@@ -380,7 +383,10 @@ async fn the_size_cap_refuses_large_files() {
         .download(&url, deadline())
         .await
         .unwrap_err();
-    assert!(matches!(err, ApiError::TooLarge { limit: 4096 }), "{err:?}");
+    assert!(
+        matches!(err, ApiError::Body(SourceError::TooLarge { limit: 4096 })),
+        "{err:?}"
+    );
     assert!(!err.is_retryable());
 }
 

@@ -4,6 +4,8 @@
 //! which starts moto and exports `AWS_ENDPOINT_URL`.
 
 mod api;
+mod contract;
+mod layers;
 mod processor;
 mod sample_events;
 mod store_aws;

@@ -56,20 +56,36 @@ pub async fn create_ledger_table(client: &aws_sdk_dynamodb::Client, name: &str) 
         .expect("create ledger table in moto");
 }
 
-/// Reverses the percent-encoding the S3 adapter documents for metadata
-/// values (UTF-8, everything but `A-Za-z0-9-._~` escaped).
+/// A metadata value as any URL decoder reads it back (the S3 adapter
+/// documents its values as percent-encoded UTF-8).
 pub fn percent_decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            out.push(u8::from_str_radix(&value[i + 1..i + 3], 16).expect("hex escape"));
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+    percent_encoding::percent_decode_str(value)
+        .decode_utf8()
+        .expect("UTF-8")
+        .into_owned()
+}
+
+/// Whether S3 holds `key` (HEAD; a missing key is `false`, anything else
+/// fails the test).
+pub async fn object_exists(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> bool {
+    match client.head_object().bucket(bucket).key(key).send().await {
+        Ok(_) => true,
+        Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => false,
+        Err(err) => panic!("HeadObject {key}: {err:?}"),
     }
-    String::from_utf8(out).expect("UTF-8")
+}
+
+/// Creates `bucket` in moto's region.
+pub async fn create_bucket(client: &aws_sdk_s3::Client, bucket: &str) {
+    client
+        .create_bucket()
+        .bucket(bucket)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::EuNorth1)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("create bucket");
 }

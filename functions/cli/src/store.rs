@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use clap::Args;
 use kode::model::{AssetId, OrderId};
+use kode::model::{AssetState, ObjectKey};
 use kode::store::aws::{DynamoLedger, S3Blobs};
 use kode::store::local::DiskBlobs;
-use kode::store::{AssetState, Blobs, Ledger, ObjectKey};
+use kode::store::{Blobs, Ledger};
 
 use crate::error::CliError;
 use crate::pipeline::LocalStore;

@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 
 use fake_kode::{AssetContent, AssetSpec, FakeKode, OrderSpec};
 use kode::api::{ApiConfig, Credentials, KodeClient};
+use kode::envelope::Envelope;
 use kode::model::{OrderId, PushKind};
-use kode::process::{Envelope, Outcome, Processor};
+use kode::process::{Outcome, Processor};
 use kode::store::local::{DiskBlobs, SqliteLedger};
 use kode::store::Ledger;
 use kode::{Deadline, Secret};

@@ -1,3 +1,5 @@
+//! The batch handler: group order, failures reported per record, the deadline.
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -8,15 +8,14 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::deadline::Deadline;
-use crate::model::TokenResponse;
 use crate::secret::Secret;
 
 use super::retry::{deadline_exceeded, Idempotency, RetryPolicy};
-use super::{http, ApiConfig, ApiError, TokenEncoding};
+use super::{http, ApiConfig, ApiError, TokenEncoding, TokenResponse};
 
 /// The documented lifetime, assumed when KODE omits `expires_in` (a 401
 /// still triggers a re-authentication if it was shorter).
-const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+pub(crate) const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 /// Renew this long before expiry at most ...
 const MAX_MARGIN: Duration = Duration::from_secs(60);
 /// ... or this fraction of the lifetime for short-lived tokens.
@@ -28,14 +27,9 @@ pub(crate) struct AccessToken {
     pub secret: Secret,
     pub generation: u64,
     pub scopes: Vec<String>,
+    /// `expires_in` as KODE sent it.
+    pub granted_lifetime: Option<Duration>,
     renew_at: Instant,
-}
-
-impl AccessToken {
-    /// Time until we would renew it (not the server-side expiry).
-    pub fn remaining(&self) -> Duration {
-        self.renew_at.saturating_duration_since(Instant::now())
-    }
 }
 
 #[derive(Default)]
@@ -108,15 +102,14 @@ impl Auth {
             None => fetch(http, config, policy, Grant::Password, deadline).await?,
         };
         state.generation += 1;
-        let lifetime = response
-            .expires_in
-            .map(Duration::from_secs)
-            .unwrap_or(DEFAULT_LIFETIME);
+        let granted_lifetime = response.expires_in.map(Duration::from_secs);
+        let lifetime = granted_lifetime.unwrap_or(DEFAULT_LIFETIME);
         let margin = MAX_MARGIN.min(lifetime.mul_f64(MARGIN_FRACTION));
         let token = AccessToken {
             secret: response.access_token,
             generation: state.generation,
             scopes: response.scope.0,
+            granted_lifetime,
             renew_at: Instant::now() + lifetime.saturating_sub(margin),
         };
         // Rotation: a refresh answer carries the refresh token to use next.

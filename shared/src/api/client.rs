@@ -11,7 +11,7 @@ use url::Url;
 use crate::deadline::Deadline;
 use crate::model::{MunicipalityNumber, Order, OrderId, OrderKind, Product};
 
-use super::auth::{AccessToken, Auth};
+use super::auth::{AccessToken, Auth, DEFAULT_LIFETIME};
 use super::download::{redirect_target, Download, MAX_REDIRECTS};
 use super::hosts::{host_of, AllowedHosts};
 use super::retry::{Idempotency, RetryPolicy};
@@ -91,12 +91,14 @@ impl KodeClient {
         })
     }
 
-    /// Obtains (or reuses) a token; returns scopes and remaining lifetime, never the token.
+    /// Obtains (or reuses) a token; returns its scopes and lifetime, never
+    /// the token.
     pub async fn token_info(&self, deadline: Deadline) -> Result<TokenInfo, ApiError> {
         let token = self.token(deadline).await?;
         Ok(TokenInfo {
             scopes: token.scopes.clone(),
-            expires_in: token.remaining(),
+            lifetime: token.granted_lifetime.unwrap_or(DEFAULT_LIFETIME),
+            lifetime_assumed: token.granted_lifetime.is_none(),
         })
     }
 

@@ -12,10 +12,9 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::deadline::Deadline;
-use crate::store::ChunkSource;
+use crate::stream::{ChunkSource, SourceError};
 
 use super::hosts::host_of;
-use super::retry::deadline_exceeded;
 use super::{http, ApiError};
 
 /// Redirects followed at most (DESIGN: "at most 5").
@@ -61,7 +60,7 @@ impl Download {
         let content_length = response.content_length();
         if let Some(length) = content_length {
             if length > max_bytes {
-                return Err(ApiError::TooLarge { limit: max_bytes });
+                return Err(SourceError::TooLarge { limit: max_bytes }.into());
             }
         }
         let content_type = response
@@ -100,8 +99,8 @@ impl Download {
         self.sha256.clone()
     }
 
-    fn truncated(&self) -> ApiError {
-        ApiError::Truncated {
+    fn truncated(&self) -> SourceError {
+        SourceError::Truncated {
             received: self.read,
             expected: self.content_length,
         }
@@ -110,7 +109,7 @@ impl Download {
 
 #[async_trait]
 impl ChunkSource for Download {
-    async fn next_chunk(&mut self) -> Result<Option<Bytes>, ApiError> {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, SourceError> {
         let Some(hasher) = self.hasher.as_mut() else {
             return Ok(None);
         };
@@ -119,11 +118,9 @@ impl ChunkSource for Download {
             let next = match tokio::time::timeout(limit, self.body.next()).await {
                 Ok(next) => next,
                 Err(_) if self.deadline.has_passed() => {
-                    return Err(deadline_exceeded(
-                        &self.what,
-                        1,
-                        &format!("body cut off after {} bytes", self.read),
-                    ));
+                    return Err(SourceError::DeadlineExceeded {
+                        received: self.read,
+                    });
                 }
                 Err(_) => {
                     tracing::warn!(
@@ -139,7 +136,7 @@ impl ChunkSource for Download {
                 Some(Ok(chunk)) => {
                     self.read += chunk.len() as u64;
                     if self.read > self.max_bytes {
-                        return Err(ApiError::TooLarge {
+                        return Err(SourceError::TooLarge {
                             limit: self.max_bytes,
                         });
                     }
@@ -219,7 +216,7 @@ mod tests {
         .unwrap()
     }
 
-    async fn drain(download: &mut Download) -> Result<Vec<u8>, ApiError> {
+    async fn drain(download: &mut Download) -> Result<Vec<u8>, SourceError> {
         let mut body = Vec::new();
         while let Some(chunk) = download.next_chunk().await? {
             body.extend_from_slice(&chunk);
@@ -246,7 +243,7 @@ mod tests {
     async fn a_broken_body_is_truncated() {
         let mut d = start(response(vec![Ok(b"hello"), Err("reset")]), 100);
         match drain(&mut d).await {
-            Err(ApiError::Truncated {
+            Err(SourceError::Truncated {
                 received: 5,
                 expected: None,
             }) => {}
@@ -260,7 +257,7 @@ mod tests {
         let mut d = start(response(vec![Ok(b"12345"), Ok(b"67890"), Ok(b"x")]), 10);
         assert!(matches!(
             drain(&mut d).await,
-            Err(ApiError::TooLarge { limit: 10 })
+            Err(SourceError::TooLarge { limit: 10 })
         ));
     }
 
@@ -279,7 +276,7 @@ mod tests {
         .unwrap();
         assert!(matches!(
             d.next_chunk().await,
-            Err(ApiError::Truncated { received: 0, .. })
+            Err(SourceError::Truncated { received: 0, .. })
         ));
     }
 }

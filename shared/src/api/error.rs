@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::stream::SourceError;
+
 /// Never carries a token, a password or a client secret.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -27,15 +29,9 @@ pub enum ApiError {
     /// A download URL on a host the token must not be sent to.
     #[error("refused download from {host}: not a configured KODE host (allowed: {allowed})")]
     ForeignHost { host: String, allowed: String },
-    /// The body is larger than the configured maximum.
-    #[error("download is larger than the maximum of {limit} bytes")]
-    TooLarge { limit: u64 },
-    /// The body ended before its announced length, or the connection broke.
-    #[error("download cut off after {received} bytes{}", expected.map(|e| format!(" of {e}")).unwrap_or_default())]
-    Truncated {
-        received: u64,
-        expected: Option<u64>,
-    },
+    /// A download body too large, cut off or late.
+    #[error(transparent)]
+    Body(#[from] SourceError),
     /// KODE's response could not be decoded.
     #[error("unexpected response from KODE for {what}: {message}")]
     Decode { what: String, message: String },
@@ -56,13 +52,11 @@ impl ApiError {
     pub fn is_retryable(&self) -> bool {
         match self {
             ApiError::Status { status, .. } => *status == 429 || *status >= 500 || *status == 408,
-            ApiError::Connect { .. } | ApiError::Transport { .. } | ApiError::Truncated { .. } => {
-                true
-            }
+            ApiError::Connect { .. } | ApiError::Transport { .. } => true,
+            ApiError::Body(e) => e.is_retryable(),
             ApiError::DeadlineExceeded { .. } => true,
             ApiError::Auth(_)
             | ApiError::ForeignHost { .. }
-            | ApiError::TooLarge { .. }
             | ApiError::Decode { .. }
             | ApiError::Invalid(_) => false,
         }

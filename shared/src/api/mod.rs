@@ -7,6 +7,7 @@ mod error;
 pub(crate) mod hosts;
 mod http;
 mod retry;
+mod token;
 
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use crate::secret::Secret;
 pub use client::{CreatedOrder, KodeClient};
 pub use download::Download;
 pub use error::ApiError;
+pub use token::{Scopes, TokenResponse};
 
 /// The beta ("test") environment every KODE example uses.
 pub const DEFAULT_API_URL: &str = "https://beta-api.ambita.com";
@@ -93,8 +95,11 @@ fn join(base: &Url, path: &str) -> Url {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenInfo {
     pub scopes: Vec<String>,
-    /// Until the client renews it (a little before KODE's expiry).
-    pub expires_in: Duration,
+    /// The token's lifetime as KODE granted it (`expires_in`), or the
+    /// documented 3600 s when KODE sent none.
+    pub lifetime: Duration,
+    /// KODE sent no `expires_in`, so `lifetime` is the assumed default.
+    pub lifetime_assumed: bool,
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ pub use log::{IntakeLog, Outcome};
 pub use request::{query_pairs, IntakeRequest, IntakeResponse, RequestId};
 pub use secret::{PushSecret, PushSecretError};
 
+use crate::envelope::Envelope;
 use crate::model::{Push, PushError};
 use crate::store::{OutgoingMessage, Queue};
 use crate::Deadline;
@@ -150,7 +151,7 @@ impl Intake {
         let message = OutgoingMessage {
             group,
             dedup_id: request.request_id.as_str().to_owned(),
-            body: crate::process::Envelope::encode_raw(kind, jiff::Timestamp::now(), &body),
+            body: Envelope::encode_raw(kind, jiff::Timestamp::now(), &body),
         };
         let failure = match tokio::time::timeout(limit, self.queue.send(&message)).await {
             Ok(Ok(message_id)) => {

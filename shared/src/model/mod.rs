@@ -7,12 +7,12 @@
 mod date;
 mod ids;
 mod kind;
+mod ledger;
 mod open_enum;
 mod order;
 mod product;
 mod push;
 mod request;
-mod token;
 
 #[cfg(test)]
 mod tests;
@@ -20,6 +20,9 @@ mod tests;
 pub use date::KodeDate;
 pub use ids::{AssetId, MunicipalityNumber, OrderId, OrderLineId, SubOrderId};
 pub use kind::OrderKind;
+pub use ledger::{
+    recorded_text, AssetRecord, AssetState, MessageRecord, ObjectKey, ObjectMeta, OrderRecord,
+};
 pub use open_enum::CodeName;
 pub use order::{Asset, AssetLocation, AssetStatus, Order, OrderLine, SubOrder};
 pub use product::{PriceQuote, Product, ProductChild, ProductPrice, ProductQuote};
@@ -27,4 +30,3 @@ pub use push::{
     DistributorMessage, DistributorMessageType, OrderPush, Push, PushError, PushKind, PushStatus,
 };
 pub use request::*;
-pub use token::{Scopes, TokenResponse};

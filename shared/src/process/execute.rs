@@ -10,10 +10,10 @@ use futures_util::stream::{self, StreamExt};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::{millis, ProcessError, Processor, SyncReport};
+use super::{millis, AssetError, ProcessError, Processor, SyncReport};
 use crate::metrics::Metric;
 use crate::model::{AssetId, OrderId};
-use crate::store::{PutError, RecordOutcome, StoreError};
+use crate::store::{RecordOutcome, StoreError};
 use crate::sync::{Plan, PlannedDeletion, PlannedDownload, SkipReason};
 use crate::Deadline;
 
@@ -191,7 +191,7 @@ impl Processor {
     ) -> Result<Fetched, ProcessError> {
         let started = Instant::now();
         let order = d.meta.order_id;
-        let asset_error = |cause: PutError| ProcessError::Asset {
+        let asset_error = |cause: AssetError| ProcessError::Asset {
             order,
             asset: d.asset_id.clone(),
             cause,
@@ -207,7 +207,7 @@ impl Processor {
             .blobs
             .put(&d.key, &meta, body.as_mut())
             .await
-            .map_err(asset_error)?;
+            .map_err(|e| asset_error(e.into()))?;
         let mut record = d.record(stored.bytes, stored.sha256, now);
         record.content_type = meta.content_type;
         let outcome = self

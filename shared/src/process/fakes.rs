@@ -12,10 +12,10 @@ use sha2::{Digest, Sha256};
 use super::KodeSource;
 use crate::api::ApiError;
 use crate::model::{AssetId, Order, OrderId};
-use crate::store::{
-    AssetRecord, AssetState, Blobs, ChunkSource, Ledger, MessageRecord, ObjectKey, ObjectMeta,
-    OrderRecord, PutError, RecordOutcome, StoreError, StoredObject,
-};
+use crate::model::{AssetRecord, AssetState, MessageRecord, ObjectKey, ObjectMeta, OrderRecord};
+use crate::store::{Blobs, Ledger, PutError, RecordOutcome, StoreError, StoredObject};
+use crate::stream::ChunkSource;
+use crate::stream::SourceError;
 use crate::Deadline;
 
 /// A download body: its chunks, then either its end or a cut-off.
@@ -27,13 +27,13 @@ pub struct MemChunks {
 
 #[async_trait]
 impl ChunkSource for MemChunks {
-    async fn next_chunk(&mut self) -> Result<Option<Bytes>, ApiError> {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, SourceError> {
         match self.chunks.pop_front() {
             Some(chunk) => {
                 self.sent += chunk.len() as u64;
                 Ok(Some(chunk))
             }
-            None if self.truncated => Err(ApiError::Truncated {
+            None if self.truncated => Err(SourceError::Truncated {
                 received: self.sent,
                 expected: None,
             }),
@@ -185,10 +185,6 @@ impl Blobs for MemBlobs {
     async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
         self.objects.lock().unwrap().remove(key);
         Ok(())
-    }
-
-    async fn exists(&self, key: &ObjectKey) -> Result<bool, StoreError> {
-        Ok(self.objects.lock().unwrap().contains_key(key))
     }
 }
 

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use super::KodeSource;
 use crate::api::{ApiError, KodeClient};
 use crate::model::{Order, OrderId};
-use crate::store::ChunkSource;
+use crate::stream::ChunkSource;
 use crate::Deadline;
 
 #[async_trait]

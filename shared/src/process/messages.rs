@@ -3,8 +3,9 @@
 use tracing::{info, warn};
 
 use super::{ProcessError, Processor};
+use crate::model::MessageRecord;
 use crate::model::{DistributorMessage, DistributorMessageType};
-use crate::store::{MessageRecord, RecordOutcome};
+use crate::store::RecordOutcome;
 
 impl Processor {
     /// Stores the message once per (`id`, `eventAction`) and logs it:

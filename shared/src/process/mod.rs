@@ -3,7 +3,6 @@
 //! module only talks to KODE, the file store and the ledger, in the order
 //! that keeps them consistent after a crash.
 
-mod envelope;
 mod error;
 mod execute;
 mod kode_client;
@@ -21,14 +20,15 @@ use tokio::time::Instant;
 use tracing::{error, warn};
 
 use crate::api::ApiError;
+use crate::envelope::Envelope;
 use crate::metrics::{Metric, Metrics};
 use crate::model::{AssetId, Order, OrderId, OrderPush, Push, PushStatus};
-use crate::store::{Blobs, ChunkSource, Ledger, RecordOutcome};
+use crate::store::{Blobs, Ledger, RecordOutcome};
+use crate::stream::ChunkSource;
 use crate::sync::{self, LedgerView};
 use crate::Deadline;
 
-pub use envelope::{Envelope, ParsedEnvelope, ENVELOPE_VERSION};
-pub use error::ProcessError;
+pub use error::{AssetError, ProcessError};
 
 /// What the processor needs from KODE; implemented by the API client, and
 /// by fakes in tests.
@@ -126,7 +126,7 @@ impl Processor {
                         .map(Outcome::Message),
                 }
             }
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         };
         if let Err(e) = &result {
             let order = e.order_id().map(|o| o.to_string());

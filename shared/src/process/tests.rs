@@ -1,3 +1,5 @@
+//! Orchestration: what a push does to files and ledger, end to end without I/O to KODE.
+
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,8 +8,8 @@ use serde_json::{json, Value};
 
 use super::fakes::{FakeKode, MemBlobs, MemLedger};
 use super::*;
+use crate::model::{AssetState, ObjectKey};
 use crate::model::{OrderLineId, SubOrderId};
-use crate::store::{AssetState, ObjectKey};
 
 struct World {
     kode: Arc<FakeKode>,

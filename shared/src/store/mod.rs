@@ -4,11 +4,11 @@
 //! Key layout and ledger records are described in `docs/DESIGN.md`.
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 
-use crate::api::ApiError;
-use crate::model::{AssetId, OrderId, OrderLineId, SubOrderId};
+use crate::model::{
+    AssetId, AssetRecord, MessageRecord, ObjectKey, ObjectMeta, OrderId, OrderRecord,
+};
+use crate::stream::{ChunkSource, SourceError};
 
 pub mod aws;
 pub mod local;
@@ -30,49 +30,6 @@ impl StoreError {
     }
 }
 
-/// The object key `orders/{orderId}/{assetId}/{safe filename}`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ObjectKey(pub String);
-
-impl ObjectKey {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for ObjectKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// What is stored beside the content (S3 user metadata; locally the ledger).
-/// The SHA-256 is only known once the body has been read, so adapters add it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObjectMeta {
-    pub order_id: OrderId,
-    pub sub_order_id: SubOrderId,
-    pub order_line_id: Option<OrderLineId>,
-    pub asset_id: AssetId,
-    pub product_category: Option<String>,
-    pub original_name: String,
-    pub content_type: Option<String>,
-}
-
-/// A stream of body chunks. Implemented by the KODE download, which checks
-/// length, size cap and completeness and fails instead of ending early.
-#[async_trait]
-pub trait ChunkSource: Send {
-    async fn next_chunk(&mut self) -> Result<Option<Bytes>, ApiError>;
-
-    /// The announced content type, if any (never trusted for anything but
-    /// metadata).
-    fn content_type(&self) -> Option<&str> {
-        None
-    }
-}
-
 /// What an adapter wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredObject {
@@ -85,7 +42,7 @@ pub struct StoredObject {
 #[derive(Debug, thiserror::Error)]
 pub enum PutError {
     #[error(transparent)]
-    Source(#[from] ApiError),
+    Source(#[from] SourceError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -112,36 +69,6 @@ pub trait Blobs: Send + Sync {
 
     /// Deleting a missing object is not an error.
     async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError>;
-
-    async fn exists(&self, key: &ObjectKey) -> Result<bool, StoreError>;
-}
-
-/// State of one asset in the ledger.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum AssetState {
-    Stored,
-    Deleted,
-}
-
-/// `ORDER#<id>` / `ASSET#<assetId>`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AssetRecord {
-    pub order_id: OrderId,
-    pub asset_id: AssetId,
-    pub state: AssetState,
-    /// Absent for a tombstone of an asset that was never stored.
-    pub key: Option<ObjectKey>,
-    pub sub_order_id: Option<SubOrderId>,
-    pub order_line_id: Option<OrderLineId>,
-    pub bytes: Option<u64>,
-    pub sha256: Option<String>,
-    pub content_type: Option<String>,
-    pub name: Option<String>,
-    pub category: Option<String>,
-    /// RFC 3339.
-    pub stored_at: Option<String>,
-    pub deleted_at: Option<String>,
 }
 
 /// Result of a conditional ledger write.
@@ -153,33 +80,6 @@ pub enum RecordOutcome {
     AlreadyRecorded,
     /// Refused: the asset is marked deleted and must not come back.
     AlreadyDeleted,
-}
-
-/// `ORDER#<id>` / `ORDER`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct OrderRecord {
-    pub order_id: Option<OrderId>,
-    pub last_status: Option<String>,
-    pub reference: Option<String>,
-    pub technical_reference: Option<String>,
-    /// RFC 3339 times.
-    pub finished_at: Option<String>,
-    pub purged_at: Option<String>,
-    pub updated_at: Option<String>,
-}
-
-/// `DISTMSG#<id>` / `<eventAction>`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MessageRecord {
-    pub id: String,
-    pub event_action: String,
-    pub message_type: String,
-    pub message: String,
-    pub municipality_name: Option<String>,
-    pub municipality_number: Option<String>,
-    pub organization_code: Option<String>,
-    pub date_created: Option<String>,
-    pub received_at: String,
 }
 
 /// What has been done for each order. Writes are conditional so that a

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use crate::model::{
     Asset, AssetId, AssetLocation, AssetStatus, Order, OrderId, OrderPush, PushStatus,
 };
+use crate::model::{AssetRecord, AssetState, ObjectKey, ObjectMeta, OrderRecord};
 use crate::names::object_key;
-use crate::store::{AssetRecord, AssetState, ObjectKey, ObjectMeta, OrderRecord};
 
 #[cfg(test)]
 mod tests;

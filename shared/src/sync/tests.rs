@@ -1,3 +1,5 @@
+//! The sync rules: which push, order and ledger lead to which plan.
+
 use serde_json::json;
 
 use super::*;

@@ -7,10 +7,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use fake_kode::{samples, AssetContent, AssetSpec, Endpoint, OrderSpec, Recorder};
 use kode::model::{AssetId, OrderId};
+use kode::model::{AssetRecord, AssetState, MessageRecord, OrderRecord};
 use kode::store::aws::DynamoLedger;
-use kode::store::{
-    AssetRecord, AssetState, Ledger, MessageRecord, OrderRecord, RecordOutcome, StoreError,
-};
+use kode::store::{Ledger, RecordOutcome, StoreError};
 use serde_json::json;
 
 use super::harness::{Ack, Env};
@@ -210,7 +209,7 @@ async fn hostile_file_names_stay_under_their_order_and_asset() {
         assert!(!file_name.contains('\u{202E}'), "{file_name:?}");
         assert!(file_name.len() <= 200, "{file_name:?}");
         let file = env
-            .object(&kode::store::ObjectKey(keys[0].clone()))
+            .object(&kode::model::ObjectKey(keys[0].clone()))
             .await
             .expect("object");
         assert!(file.body == asset.content.to_bytes(), "{file_name:?}");

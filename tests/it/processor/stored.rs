@@ -5,7 +5,8 @@ use std::collections::HashMap;
 
 use fake_kode::{AssetSpec, OrderSpec};
 use kode::model::{AssetId, OrderId};
-use kode::store::{AssetRecord, AssetState, Ledger, ObjectKey, OrderRecord};
+use kode::model::{AssetRecord, AssetState, ObjectKey, OrderRecord};
+use kode::store::Ledger;
 
 use super::harness::Env;
 

@@ -2,7 +2,7 @@
 //! stored once.
 
 use fake_kode::{samples, AssetSpec, OrderSpec};
-use kode::store::AssetState;
+use kode::model::AssetState;
 use serde_json::json;
 
 use super::harness::{Ack, Env};

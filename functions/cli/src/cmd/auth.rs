@@ -16,12 +16,12 @@ pub struct AuthArgs {
 
 #[derive(Subcommand, Debug)]
 enum AuthCommand {
-    /// Obtain a token and show its scopes and lifetime (never the token itself)
+    /// Obtain a token and show its scopes and the lifetime KODE granted (never the token itself)
     #[command(
         after_help = "Example:\n  KODE_CLIENT_ID=acme KODE_CLIENT_SECRET=... KODE_USERNAME=kari KODE_PASSWORD=... \\\n    kode auth check"
     )]
     Check {
-        /// Print {"scopes": [...], "expiresInSeconds": N} instead of text
+        /// Print {"scopes": [...], "lifetimeSeconds": N, "lifetimeAssumed": bool} instead of text
         #[arg(long)]
         json: bool,
     },
@@ -37,7 +37,8 @@ pub async fn run(args: AuthArgs, global: &GlobalArgs) -> Result<(), CliError> {
     if json {
         output::print_json(&json!({
             "scopes": info.scopes,
-            "expiresInSeconds": info.expires_in.as_secs(),
+            "lifetimeSeconds": info.lifetime.as_secs(),
+            "lifetimeAssumed": info.lifetime_assumed,
         }))?;
     } else {
         let scopes = if info.scopes.is_empty() {
@@ -45,9 +46,14 @@ pub async fn run(args: AuthArgs, global: &GlobalArgs) -> Result<(), CliError> {
         } else {
             info.scopes.join(" ")
         };
+        let source = if info.lifetime_assumed {
+            "assumed: KODE sent no expires_in"
+        } else {
+            "as granted by KODE"
+        };
         output::print(&format!(
-            "Authenticated at {token_url}\nScopes:     {scopes}\nExpires in: {}\n",
-            duration(info.expires_in.as_secs())
+            "Authenticated at {token_url}\nScopes:     {scopes}\nLifetime:   {} ({source})\n",
+            duration(info.lifetime.as_secs())
         ))?;
     }
     Ok(())

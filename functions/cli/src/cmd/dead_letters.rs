@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
+use kode::envelope::Envelope;
 use kode::model::Push;
-use kode::process::Envelope;
 use kode::store::local::{DeadLetter, QueueOptions, SqliteQueue};
 
 use crate::error::CliError;

@@ -6,23 +6,50 @@ use serde_json::json;
 use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn auth_check_shows_scopes_and_expiry_but_no_token() {
+async fn auth_check_shows_scopes_and_granted_lifetime_but_no_token() {
     let fake = FakeKode::start().await;
+    fake.set_token_lifetime(1800);
     let run = kode(&fake, &["auth", "check"]).await;
     run.assert_ok();
     assert!(run.stdout.contains("Scopes:"), "{}", run.stdout);
-    assert!(run.stdout.contains("Expires in:"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("Lifetime:   30 min 0 s (as granted by KODE)"),
+        "{}",
+        run.stdout
+    );
     assert_eq!(fake.grants("password"), 1);
 
     let run = kode(&fake, &["auth", "check", "--json"]).await;
     let body = run.assert_ok().json();
     assert!(body["scopes"].is_array());
-    assert!(body["expiresInSeconds"].as_u64().unwrap() > 3000);
+    assert_eq!(body["lifetimeSeconds"], 1800);
+    assert_eq!(body["lifetimeAssumed"], false);
     assert_eq!(
         body.as_object().unwrap().len(),
-        2,
-        "only scopes and expiry: {body}"
+        3,
+        "only scopes and lifetime: {body}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_check_says_when_it_assumed_the_lifetime() {
+    let fake = FakeKode::start().await;
+    fake.omit_token_lifetime(true);
+    let run = kode(&fake, &["auth", "check"]).await;
+    run.assert_ok();
+    assert!(
+        run.stdout
+            .contains("Lifetime:   1 h 0 min (assumed: KODE sent no expires_in)"),
+        "{}",
+        run.stdout
+    );
+    let body = kode(&fake, &["auth", "check", "--json"])
+        .await
+        .assert_ok()
+        .json();
+    assert_eq!(body["lifetimeSeconds"], 3600);
+    assert_eq!(body["lifetimeAssumed"], true);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

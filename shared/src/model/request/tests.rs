@@ -1,3 +1,5 @@
+//! Order requests: every documented body shape built and serialised as KODE expects.
+
 use serde_json::{json, Value};
 
 use super::*;

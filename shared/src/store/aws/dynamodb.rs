@@ -12,10 +12,10 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::sdk_error::classify;
-use crate::model::{AssetId, OrderId};
-use crate::store::{
-    AssetRecord, AssetState, Ledger, MessageRecord, OrderRecord, RecordOutcome, StoreError,
+use crate::model::{
+    recorded_text, AssetId, AssetRecord, AssetState, MessageRecord, OrderId, OrderRecord,
 };
+use crate::store::{Ledger, RecordOutcome, StoreError};
 use items::{ASSET_PREFIX, DELETED, ORDER_SK};
 
 /// The ledger table. Cheap to clone (the client is shared).
@@ -89,7 +89,7 @@ impl Ledger for DynamoLedger {
     }
 
     async fn record_stored(&self, record: &AssetRecord) -> Result<RecordOutcome, StoreError> {
-        if record.state != AssetState::Stored || record.key.is_none() {
+        if !record.is_storable() {
             return Err(StoreError::Permanent(format!(
                 "record_stored needs a STORED record with a key (order {}, asset {})",
                 record.order_id, record.asset_id
@@ -241,10 +241,7 @@ impl Ledger for DynamoLedger {
 
 /// Empty strings carry nothing and are treated like `None`.
 fn text(value: &Option<String>) -> Option<AttributeValue> {
-    value
-        .as_deref()
-        .filter(|v| !v.is_empty())
-        .map(|v| AttributeValue::S(v.to_owned()))
+    recorded_text(value.as_deref()).map(|v| AttributeValue::S(v.to_owned()))
 }
 
 /// Whether a conditional write took effect: `false` when its condition

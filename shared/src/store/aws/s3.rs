@@ -24,7 +24,9 @@ use aws_sdk_s3::types::{
 use bytes::Bytes;
 
 use super::sdk_error::classify;
-use crate::store::{Blobs, ChunkSource, ObjectKey, ObjectMeta, PutError, StoreError, StoredObject};
+use crate::model::{ObjectKey, ObjectMeta};
+use crate::store::{Blobs, PutError, StoreError, StoredObject};
+use crate::stream::ChunkSource;
 use parts::PartReader;
 
 const MIB: usize = 1024 * 1024;
@@ -274,21 +276,6 @@ impl Blobs for S3Blobs {
             .await
             .map_err(|e| classify(&format!("DeleteObject {key}"), e))?;
         Ok(())
-    }
-
-    async fn exists(&self, key: &ObjectKey) -> Result<bool, StoreError> {
-        match self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(key.as_str())
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(false),
-            Err(err) => Err(classify(&format!("HeadObject {key}"), err)),
-        }
     }
 }
 

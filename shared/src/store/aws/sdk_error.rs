@@ -3,6 +3,7 @@
 //! everything else (access denied, missing bucket or table, invalid request)
 //! `Permanent`. The SDK has already retried by the time we see an error, so
 //! `Unavailable` means "retry the record later", not "retry now".
+//! Every AWS adapter (S3, SQS, DynamoDB) classifies through this one place.
 
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
@@ -13,6 +14,7 @@ use crate::store::StoreError;
 const RETRYABLE_CODES: &[&str] = &[
     "Throttling",
     "ThrottlingException",
+    "KmsThrottled",
     "ThrottledException",
     "RequestThrottled",
     "RequestThrottledException",
@@ -24,6 +26,7 @@ const RETRYABLE_CODES: &[&str] = &[
     "RequestTimeoutException",
     "InternalError",
     "InternalServerError",
+    "InternalFailure",
     "ServiceUnavailable",
     "TransactionConflictException",
 ];

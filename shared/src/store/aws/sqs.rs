@@ -1,10 +1,8 @@
 //! The push queue on SQS FIFO.
 
 use async_trait::async_trait;
-use aws_sdk_sqs::config::http::HttpResponse;
-use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_sqs::operation::send_message::SendMessageError;
 
+use super::sdk_error::classify;
 use crate::store::{OutgoingMessage, Queue, StoreError};
 
 /// Sends pushes to one FIFO queue. Build once per cold start.
@@ -43,48 +41,11 @@ impl Queue for SqsQueue {
             .message_deduplication_id(&message.dedup_id)
             .send()
             .await
-            .map_err(classify)?;
+            .map_err(|e| classify("SQS SendMessage", e))?;
         // SQS always returns an id; an empty one would only hide a bug.
         output
             .message_id()
             .map(str::to_owned)
             .ok_or_else(|| StoreError::Unavailable("SQS accepted without a message id".into()))
-    }
-}
-
-/// Error codes that a later attempt can succeed after.
-const RETRYABLE_CODES: &[&str] = &[
-    "RequestThrottled",
-    "ThrottlingException",
-    "Throttling",
-    "KmsThrottled",
-    "ServiceUnavailable",
-    "InternalError",
-    "InternalFailure",
-    "RequestTimeout",
-];
-
-/// Network trouble, timeouts, throttling and 5xx can pass; a missing queue,
-/// denied access or an invalid message will not.
-fn classify(err: SdkError<SendMessageError, HttpResponse>) -> StoreError {
-    let retryable = match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        SdkError::ServiceError(service) => {
-            service.raw().status().is_server_error()
-                || service.raw().status().as_u16() == 429
-                || service
-                    .err()
-                    .code()
-                    .is_some_and(|code| RETRYABLE_CODES.contains(&code))
-        }
-        _ => false,
-    };
-    let text = format!("SQS SendMessage: {}", DisplayErrorContext(&err));
-    if retryable {
-        StoreError::Unavailable(text)
-    } else {
-        StoreError::Permanent(text)
     }
 }

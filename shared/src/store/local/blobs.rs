@@ -11,7 +11,9 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use super::blocking;
-use crate::store::{Blobs, ChunkSource, ObjectKey, ObjectMeta, PutError, StoreError, StoredObject};
+use crate::model::{ObjectKey, ObjectMeta};
+use crate::store::{Blobs, PutError, StoreError, StoredObject};
+use crate::stream::ChunkSource;
 
 /// The local [`Blobs`]. Metadata is not written beside the file: locally it
 /// lives in the ledger.
@@ -170,15 +172,6 @@ impl Blobs for DiskBlobs {
             Ok(())
         })
         .await
-    }
-
-    async fn exists(&self, key: &ObjectKey) -> Result<bool, StoreError> {
-        let path = self.path_of(key)?;
-        match tokio::fs::metadata(&path).await {
-            Ok(meta) => Ok(meta.is_file()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(io_error("cannot read", &path, e)),
-        }
     }
 }
 

@@ -7,11 +7,9 @@ use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, Row, TransactionBehavior};
 
 use super::{sql_error, to_sql_int, Db};
+use crate::model::{recorded_text, AssetRecord, AssetState, MessageRecord, ObjectKey, OrderRecord};
 use crate::model::{AssetId, OrderId, OrderLineId, SubOrderId};
-use crate::store::{
-    AssetRecord, AssetState, Ledger, MessageRecord, ObjectKey, OrderRecord, RecordOutcome,
-    StoreError,
-};
+use crate::store::{Ledger, RecordOutcome, StoreError};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS assets (
@@ -167,10 +165,10 @@ impl Ledger for SqliteLedger {
     }
 
     async fn record_stored(&self, record: &AssetRecord) -> Result<RecordOutcome, StoreError> {
-        if record.state != AssetState::Stored {
+        if !record.is_storable() {
             return Err(StoreError::Permanent(format!(
-                "record_stored got asset {} in state {:?}",
-                record.asset_id, record.state
+                "record_stored needs a STORED record with a key (order {}, asset {})",
+                record.order_id, record.asset_id
             )));
         }
         let order = to_sql_int(record.order_id.0, "order id")?;
@@ -206,12 +204,12 @@ impl Ledger for SqliteLedger {
                                 sub_order,
                                 line,
                                 bytes,
-                                r.sha256,
-                                r.content_type,
-                                r.name,
-                                r.category,
-                                r.stored_at,
-                                r.deleted_at,
+                                text(&r.sha256),
+                                text(&r.content_type),
+                                text(&r.name),
+                                text(&r.category),
+                                text(&r.stored_at),
+                                text(&r.deleted_at),
                             ],
                         )
                         .map_err(sql_error)?;
@@ -287,12 +285,12 @@ impl Ledger for SqliteLedger {
                     ),
                     params![
                         order,
-                        r.last_status,
-                        r.reference,
-                        r.technical_reference,
-                        r.finished_at,
-                        r.purged_at,
-                        r.updated_at,
+                        text(&r.last_status),
+                        text(&r.reference),
+                        text(&r.technical_reference),
+                        text(&r.finished_at),
+                        text(&r.purged_at),
+                        text(&r.updated_at),
                     ],
                 )
                 .map_err(sql_error)?;
@@ -302,6 +300,11 @@ impl Ledger for SqliteLedger {
     }
 
     async fn record_message(&self, message: &MessageRecord) -> Result<RecordOutcome, StoreError> {
+        if message.id.is_empty() || message.event_action.is_empty() {
+            return Err(StoreError::Permanent(
+                "a distributor message needs an id and an event action".into(),
+            ));
+        }
         let m = message.clone();
         self.db
             .call(move |conn| {
@@ -317,10 +320,10 @@ impl Ledger for SqliteLedger {
                             m.event_action,
                             m.message_type,
                             m.message,
-                            m.municipality_name,
-                            m.municipality_number,
-                            m.organization_code,
-                            m.date_created,
+                            text(&m.municipality_name),
+                            text(&m.municipality_number),
+                            text(&m.organization_code),
+                            text(&m.date_created),
                             m.received_at,
                         ],
                     )
@@ -333,6 +336,10 @@ impl Ledger for SqliteLedger {
             })
             .await
     }
+}
+
+fn text(value: &Option<String>) -> Option<&str> {
+    recorded_text(value.as_deref())
 }
 
 fn asset_state(

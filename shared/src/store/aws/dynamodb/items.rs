@@ -6,8 +6,9 @@ use std::str::FromStr;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
+use crate::model::{recorded_text, AssetRecord, AssetState, MessageRecord, ObjectKey, OrderRecord};
 use crate::model::{AssetId, OrderId};
-use crate::store::{AssetRecord, AssetState, MessageRecord, ObjectKey, OrderRecord, StoreError};
+use crate::store::StoreError;
 
 pub(super) type Item = HashMap<String, AttributeValue>;
 
@@ -127,7 +128,7 @@ pub(super) fn message_item(message: &MessageRecord) -> Item {
 /// DynamoDB refuses empty strings in key attributes only, but an empty value
 /// carries nothing: leave it out like `None`.
 fn put_s(item: &mut Item, name: &str, value: Option<&str>) {
-    if let Some(value) = value.filter(|v| !v.is_empty()) {
+    if let Some(value) = recorded_text(value) {
         item.insert(name.to_owned(), AttributeValue::S(value.to_owned()));
     }
 }

@@ -8,7 +8,9 @@
 
 use std::collections::HashMap;
 
-use crate::store::ObjectMeta;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+use crate::model::ObjectMeta;
 
 /// S3 allows 2 KiB of user metadata in total; a pathological name is cut
 /// (on a character boundary) rather than making the upload fail forever.
@@ -70,20 +72,20 @@ pub(super) fn copy_source(bucket: &str, key: &str) -> String {
     source
 }
 
+/// RFC 3986's unreserved characters stay; every other byte is escaped.
+const ESCAPED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Percent-encodes `value`, stopping before the character that would make the
 /// result longer than `max` bytes.
 fn encode(value: &str, max: usize) -> String {
     let mut encoded = String::with_capacity(value.len().min(max));
     let mut utf8 = [0u8; 4];
     for ch in value.chars() {
-        let piece: String = if ch.is_ascii_alphanumeric() || matches!(ch, '-' | '.' | '_' | '~') {
-            ch.to_string()
-        } else {
-            ch.encode_utf8(&mut utf8)
-                .bytes()
-                .map(|b| format!("%{b:02X}"))
-                .collect()
-        };
+        let piece = utf8_percent_encode(ch.encode_utf8(&mut utf8), ESCAPED).to_string();
         if encoded.len() + piece.len() > max {
             break;
         }

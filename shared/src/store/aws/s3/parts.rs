@@ -5,7 +5,8 @@
 use bytes::{Bytes, BytesMut};
 use sha2::{Digest, Sha256};
 
-use crate::store::{ChunkSource, PutError, StoreError, StoredObject};
+use crate::store::{PutError, StoreError, StoredObject};
+use crate::stream::ChunkSource;
 
 pub(super) struct PartReader<'a> {
     source: &'a mut dyn ChunkSource,
@@ -82,14 +83,14 @@ impl<'a> PartReader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::ApiError;
+    use crate::stream::SourceError;
     use async_trait::async_trait;
 
     struct Chunks(std::vec::IntoIter<Bytes>);
 
     #[async_trait]
     impl ChunkSource for Chunks {
-        async fn next_chunk(&mut self) -> Result<Option<Bytes>, ApiError> {
+        async fn next_chunk(&mut self) -> Result<Option<Bytes>, SourceError> {
             Ok(self.0.next())
         }
     }

@@ -1,3 +1,5 @@
+//! `SqliteQueue`: FIFO per group, claims, retries and dead letters.
+
 use super::*;
 
 const OPTIONS: QueueOptions = QueueOptions {

@@ -1,4 +1,5 @@
-//! `POST /authentication/v2/token` responses.
+//! `POST /authentication/v2/token` responses: the token and its lifetime
+//! as KODE grants them (auth code only; never logged).
 
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -50,5 +51,62 @@ impl<'de> Deserialize<'de> for Scopes {
             }
         }
         deserializer.deserialize_any(ScopesVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    macro_rules! fixture {
+        ($name:literal) => {
+            include_str!(concat!("../../tests/fixtures/", $name))
+        };
+    }
+
+    fn parse(json: &str) -> TokenResponse {
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn token_response_with_scope_array() {
+        let token = parse(fixture!("token_response.json"));
+        assert_eq!(
+            token.access_token.expose(),
+            "c0a8e2f4-1b3d-4f5e-8a9b-0c1d2e3f4a5b"
+        );
+        assert_eq!(token.token_type.as_deref(), Some("Bearer"));
+        assert_eq!(token.expires_in, Some(3600));
+        assert_eq!(
+            token.refresh_token.as_ref().map(|t| t.expose()),
+            Some("5b1f0c9e-7d2a-4c61-9e0b-3f4a8d2c7e11")
+        );
+        assert_eq!(
+            token.scope.0,
+            [
+                "kode.order.write",
+                "kode.order.read",
+                "kode.product.read",
+                "kode.price.read"
+            ]
+        );
+        let shown = format!("{token:?}");
+        assert!(
+            !shown.contains("c0a8e2f4") && !shown.contains("5b1f0c9e"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn token_response_with_scope_string_and_no_refresh_token() {
+        let token = parse(fixture!("token_response_scope_string.json"));
+        assert_eq!(
+            token.scope.0,
+            ["shopping.read", "shopping.write", "productcatalog.read"]
+        );
+        assert!(token.refresh_token.is_none());
+        let empty = parse(r#"{"access_token":"t","scope":[]}"#);
+        assert!(empty.scope.0.is_empty());
+        assert_eq!(empty.expires_in, None);
     }
 }

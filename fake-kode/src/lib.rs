@@ -193,6 +193,12 @@ impl FakeKode {
         self.state.lock().token_lifetime_secs = secs;
     }
 
+    /// While on, token answers leave out `expires_in` (the documentation
+    /// shows it, but a client must not depend on it).
+    pub fn omit_token_lifetime(&self, on: bool) {
+        self.state.lock().omit_token_lifetime = on;
+    }
+
     /// While on, the refresh grant answers 400 `invalid_grant`.
     pub fn reject_refresh_tokens(&self, on: bool) {
         self.state.lock().reject_refresh = on;

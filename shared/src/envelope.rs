@@ -1,13 +1,24 @@
-//! The queue message the webhook writes:
+//! The queue message, the contract between intake (which writes it) and
+//! processing (which reads it):
 //! `{"v":1,"kind":"order"|"distributor","receivedAt":RFC3339,"push":<body>}`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::ProcessError;
-use crate::model::{Push, PushKind};
+use crate::model::{Push, PushError, PushKind};
 
 pub const ENVELOPE_VERSION: u32 = 1;
+
+/// Why a queue message is not a usable envelope. Never retryable: the same
+/// bytes fail the same way.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("invalid queue message: {0}")]
+    Malformed(String),
+    /// The envelope holds something that is not a push.
+    #[error("invalid push in queue message: {0}")]
+    Push(#[from] PushError),
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -64,11 +75,11 @@ impl Envelope {
 
     /// Parses a queue message body and validates the push inside it again
     /// (the queue may hold messages from an older webhook).
-    pub fn parse(body: &str) -> Result<ParsedEnvelope, ProcessError> {
+    pub fn parse(body: &str) -> Result<ParsedEnvelope, EnvelopeError> {
         let envelope: Envelope = serde_json::from_str(body)
-            .map_err(|e| ProcessError::Envelope(format!("not an envelope: {e}")))?;
+            .map_err(|e| EnvelopeError::Malformed(format!("not an envelope: {e}")))?;
         if envelope.v != ENVELOPE_VERSION {
-            return Err(ProcessError::Envelope(format!(
+            return Err(EnvelopeError::Malformed(format!(
                 "envelope version {} is not supported (expected {ENVELOPE_VERSION})",
                 envelope.v
             )));
@@ -79,7 +90,7 @@ impl Envelope {
             value => Push::from_value(value)?,
         };
         if push.kind() != envelope.kind {
-            return Err(ProcessError::Envelope(format!(
+            return Err(EnvelopeError::Malformed(format!(
                 "envelope kind {:?} does not match its push ({:?})",
                 envelope.kind,
                 push.kind()
@@ -149,7 +160,8 @@ mod tests {
         ];
         for case in cases {
             let err = Envelope::parse(&case).unwrap_err();
-            assert!(!err.is_retryable(), "{case}: {err}");
+            let processing = crate::process::ProcessError::from(err);
+            assert!(!processing.is_retryable(), "{case}: {processing}");
         }
     }
 

@@ -1,3 +1,5 @@
+//! Asset downloads from the fake: exact bytes, announced hashes, cut-off bodies.
+
 use std::time::Duration;
 
 use bytes::Bytes;

@@ -1,3 +1,5 @@
+//! The fake's token endpoint: grants, rotation, expiry and refused credentials.
+
 use fake_kode::{Endpoint, FakeKode};
 use serde_json::{json, Value};
 

@@ -40,6 +40,7 @@ pub(crate) struct Inner {
     pub(crate) refresh_tokens: HashSet<String>,
     pub(crate) token_lifetime_secs: u64,
     pub(crate) reject_refresh: bool,
+    pub(crate) omit_token_lifetime: bool,
 
     pub(crate) requests: HashMap<Endpoint, u32>,
     pub(crate) downloads: HashMap<String, u32>,

@@ -64,14 +64,19 @@ pub(super) async fn token(
         }
     }
     let (access, refresh, expires_in) = inner.issue_tokens();
-    Json(json!({
+    let mut body = json!({
         "access_token": access,
         "token_type": "Bearer",
         "expires_in": expires_in,
         "refresh_token": refresh,
         "scope": ["kode.order.write", "kode.order.read", "kode.product.read", "kode.price.read"],
-    }))
-    .into_response()
+    });
+    if inner.omit_token_lifetime {
+        body.as_object_mut()
+            .expect("an object")
+            .remove("expires_in");
+    }
+    Json(body).into_response()
 }
 
 fn oauth_error(status: StatusCode, description: &str) -> Response {

@@ -1,3 +1,5 @@
+//! Faults the fake injects on request: error statuses, rate limits with Retry-After.
+
 use fake_kode::{samples, Endpoint, FakeKode};
 
 use crate::{get_json, token};

@@ -1,3 +1,5 @@
+//! Orders as the fake serves them, in each documented edition of the payload.
+
 use fake_kode::{samples, AssetSpec, Edition, FakeKode, OrderSpec};
 use serde_json::json;
 
