@@ -1,17 +1,27 @@
-//! Processor throughput and peak memory, printed as figures (no assertions).
+//! Processor throughput, CPU and peak memory, printed as figures (no
+//! assertions).
 //!
 //! The real `Processor` with the real `KodeClient` against the in-process
-//! fake KODE server, storing through the local adapters (`DiskBlobs` +
-//! `SqliteLedger` in a temp dir), so that an in-memory S3 emulator does not
-//! dominate the measurement. Cases:
+//! fake KODE server (on its own runtime, so that its CPU can be told apart),
+//! storing through the local adapters (`DiskBlobs` + `SqliteLedger` in a
+//! temp dir). Cases:
 //!   (a) one push with many small assets (`BENCH_SMALL_COUNT` x
 //!       `BENCH_SMALL_KIB`, default 500 x 16 KiB);
 //!   (b) one push with one large generated asset, of `BENCH_LARGE_MIB`
 //!       (default 1024) and of a quarter of that: peak RSS must not grow
 //!       with size.
+//! With `AWS_ENDPOINT_URL` set (an S3 emulator such as moto), the same
+//! processor storing with `S3Blobs` (ledger still SQLite):
+//!   (c) the reference: a plain multipart upload of the same size from
+//!       memory to the same endpoint (8 MiB parts, 4 in flight, no
+//!       checksums), then (d) the large asset through the processor, side by
+//!       side for `BENCH_ROUNDS` rounds (default 2), with their ratio;
+//!   (e) a full SQS batch: 10 order pushes at once, 4 x 32 MiB files each;
+//!   (f) 20 order pushes at once of 10 x 64 KiB files each: CPU per file.
 //!
 //! Peak RSS is the kernel's high-water mark (`VmHWM`), reset before each case
-//! through `/proc/self/clear_refs`.
+//! through `/proc/self/clear_refs`; it includes the fake's buffers. "Function
+//! CPU" is the process's user + system time minus that of the fake's threads.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +31,7 @@ use kode::api::{ApiConfig, Credentials, KodeClient};
 use kode::envelope::Envelope;
 use kode::model::{OrderId, PushKind};
 use kode::process::{Outcome, Processor};
+use kode::store::aws::{S3Blobs, UploadBudget};
 use kode::store::local::{DiskBlobs, SqliteLedger};
 use kode::store::Ledger;
 use kode::{Deadline, Secret};
@@ -29,20 +40,30 @@ use serde_json::json;
 const MIB: u64 = 1024 * 1024;
 const CONCURRENCY: usize = 4;
 
+/// Thread name of the fake's runtime (at most 15 bytes: the kernel's `comm`).
+const FAKE_THREADS: &str = "fake-kode";
+
 fn main() {
+    let fake_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(FAKE_THREADS)
+        .enable_all()
+        .build()
+        .expect("fake's tokio runtime");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    runtime.block_on(run());
+    let fake = fake_runtime.block_on(FakeKode::start());
+    runtime.block_on(run(&fake));
+    fake_runtime.block_on(fake.shutdown());
 }
 
-async fn run() {
+async fn run(fake: &FakeKode) {
     let small_count = env_number("BENCH_SMALL_COUNT", 500);
     let small_kib = env_number("BENCH_SMALL_KIB", 16);
     let large_mib = env_number("BENCH_LARGE_MIB", 1024);
 
-    let fake = FakeKode::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let blobs = DiskBlobs::new(dir.path());
     let ledger = Arc::new(
@@ -50,9 +71,9 @@ async fn run() {
             .await
             .expect("ledger"),
     );
-    let kode = KodeClient::new(api_config(&fake)).expect("KODE client");
+    let kode = Arc::new(KodeClient::new(api_config(fake)).expect("KODE client"));
     let processor = Processor::new(
-        Arc::new(kode),
+        kode.clone(),
         Arc::new(blobs.clone()),
         ledger.clone(),
         CONCURRENCY,
@@ -120,7 +141,309 @@ async fn run() {
             let _ = std::fs::remove_file(blobs.path_of(&key).expect("path"));
         }
     }
-    fake.shutdown().await;
+
+    match std::env::var("AWS_ENDPOINT_URL") {
+        Ok(endpoint) => s3_cases(fake, kode, ledger, &endpoint, large_mib).await,
+        Err(_) => println!(
+            "S3 cases skipped: set AWS_ENDPOINT_URL to an S3 emulator (e.g. moto) to run them"
+        ),
+    }
+}
+
+async fn s3_cases(
+    fake: &FakeKode,
+    kode: Arc<KodeClient>,
+    ledger: Arc<SqliteLedger>,
+    endpoint: &str,
+    large_mib: u64,
+) {
+    let rounds = env_number("BENCH_ROUNDS", 2);
+    let aws = kode::aws::sdk_config().await;
+    let s3 = kode::aws::s3_client(&aws);
+    let bucket = format!("bench-{}", std::process::id());
+    s3.create_bucket()
+        .bucket(&bucket)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::EuNorth1)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("create bucket");
+    let budget = UploadBudget::new(S3Blobs::DEFAULT_BUDGET_BYTES);
+    let blobs = S3Blobs::new(s3.clone(), &bucket)
+        .with_budget(budget.clone())
+        .expect("default budget");
+    let processor = Processor::new(kode, Arc::new(blobs), ledger.clone(), CONCURRENCY);
+    println!(
+        "S3 cases: S3Blobs -> {endpoint} bucket {bucket}, {} MiB parts, upload budget {} MiB; \
+         the machine is shared, so compare figures of one run side by side",
+        S3Blobs::DEFAULT_PART_SIZE >> 20,
+        budget.total() >> 20,
+    );
+
+    // (c) and (d), alternating so that both see the same machine load.
+    for round in 0..rounds {
+        let order_id = 100 + round;
+        Rss::reset();
+        let cpu = Cpu::now();
+        let started = Instant::now();
+        plain_multipart(&s3, &bucket, large_mib * MIB).await;
+        let reference = started.elapsed();
+        let (reference_cpu, rss) = (cpu.elapsed(), Rss::read());
+        empty(&s3, &bucket).await;
+        let reference_rate = large_mib as f64 / reference.as_secs_f64();
+        println!(
+            "(c) plain multipart upload of {large_mib} MiB from memory: {:.2} s = {reference_rate:.1} MiB/s; \
+             CPU {:.2} s; {rss}",
+            reference.as_secs_f64(),
+            reference_cpu.function.as_secs_f64(),
+        );
+
+        let content = AssetContent::Generated {
+            len: large_mib * MIB,
+            seed: order_id,
+        };
+        let mut order = OrderSpec::new(order_id);
+        order.sub_orders[0].assets = vec![AssetSpec {
+            content: content.clone(),
+            ..AssetSpec::ok(&format!("s3-large-{order_id}"), "Stort.pdf", Vec::new())
+        }];
+        fake.add_order(order);
+        budget.reset_peak();
+        Rss::reset();
+        let cpu = Cpu::now();
+        let (elapsed, stored) = push(&processor, order_id).await;
+        let (used, rss) = (cpu.elapsed(), Rss::read());
+        let verified = ledger_sha256(&ledger, order_id).await == Some(content.sha256_hex());
+        empty(&s3, &bucket).await;
+        let rate = large_mib as f64 / elapsed.as_secs_f64();
+        println!(
+            "(d) 1 x {large_mib} MiB through the processor to S3: {stored} asset in {:.2} s = {rate:.1} MiB/s \
+             = {:.2} x (c); function CPU {:.2} s ({:.2} s/GiB; fake KODE {:.2} s); {rss}; \
+             budget peak {:.0} MiB; sha256 {}",
+            elapsed.as_secs_f64(),
+            rate / reference_rate,
+            used.function.as_secs_f64(),
+            used.function.as_secs_f64() * 1024.0 / large_mib as f64,
+            used.fake.as_secs_f64(),
+            budget.peak() as f64 / MIB as f64,
+            if verified { "verified" } else { "MISMATCH" },
+        );
+    }
+
+    // (e) a full batch: its groups run at once, as in the Lambda.
+    let orders: Vec<u64> = (200..210).collect();
+    for &order_id in &orders {
+        let mut order = OrderSpec::new(order_id);
+        order.sub_orders[0].assets = (0..4)
+            .map(|i| AssetSpec {
+                content: AssetContent::Generated {
+                    len: 32 * MIB,
+                    seed: order_id * 10 + i,
+                },
+                ..AssetSpec::ok(&format!("batch-{order_id}-{i}"), "Kart.tif", Vec::new())
+            })
+            .collect();
+        fake.add_order(order);
+    }
+    budget.reset_peak();
+    Rss::reset();
+    let cpu = Cpu::now();
+    let (elapsed, stored) = push_all(&processor, &orders).await;
+    let (used, rss) = (cpu.elapsed(), Rss::read());
+    empty(&s3, &bucket).await;
+    println!(
+        "(e) full batch, 10 pushes x 4 x 32 MiB at once: {stored} assets in {:.2} s = {:.1} MiB/s; \
+         function CPU {:.2} s; {rss}; budget peak {:.0} of {} MiB",
+        elapsed.as_secs_f64(),
+        (stored as u64 * 32) as f64 / elapsed.as_secs_f64(),
+        used.function.as_secs_f64(),
+        budget.peak() as f64 / MIB as f64,
+        budget.total() >> 20,
+    );
+
+    // (f) many small files.
+    let orders: Vec<u64> = (300..320).collect();
+    for &order_id in &orders {
+        let mut order = OrderSpec::new(order_id);
+        order.sub_orders[0].assets = (0..10)
+            .map(|i| AssetSpec {
+                content: AssetContent::Generated {
+                    len: 64 * 1024,
+                    seed: order_id * 10 + i,
+                },
+                ..AssetSpec::ok(&format!("small-{order_id}-{i}"), "Kart.pdf", Vec::new())
+            })
+            .collect();
+        fake.add_order(order);
+    }
+    Rss::reset();
+    let cpu = Cpu::now();
+    let (elapsed, stored) = push_all(&processor, &orders).await;
+    let (used, rss) = (cpu.elapsed(), Rss::read());
+    empty(&s3, &bucket).await;
+    println!(
+        "(f) 20 pushes x 10 x 64 KiB at once: {stored} assets in {:.2} s; function CPU {:.2} s = \
+         {:.2} ms per file (fake KODE {:.2} s); {rss}",
+        elapsed.as_secs_f64(),
+        used.function.as_secs_f64(),
+        used.function.as_secs_f64() * 1000.0 / stored.max(1) as f64,
+        used.fake.as_secs_f64(),
+    );
+}
+
+/// The reference: what the emulator ingests from a plain client that has
+/// the bytes in memory already (one 8 MiB buffer, sent as every part).
+async fn plain_multipart(s3: &aws_sdk_s3::Client, bucket: &str, len: u64) {
+    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+    use futures_util::StreamExt as _;
+    let part_size = 8 * MIB;
+    let part = bytes::Bytes::from(vec![0x5a_u8; part_size as usize]);
+    let key = "reference/plain-multipart";
+    let upload_id = s3
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .expect("create multipart upload")
+        .upload_id
+        .expect("upload id");
+    let numbers = 1..=len.div_ceil(part_size) as i32;
+    let parts = futures_util::stream::iter(numbers.map(|number| {
+        let request = s3
+            .upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(&upload_id)
+            .part_number(number)
+            .body(part.clone().into());
+        async move {
+            let output = request
+                .customize()
+                .config_override(
+                    aws_sdk_s3::config::Builder::default().request_checksum_calculation(
+                        aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+                    ),
+                )
+                .disable_payload_signing()
+                .send()
+                .await
+                .expect("upload part");
+            CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(output.e_tag)
+                .build()
+        }
+    }))
+    .buffered(4)
+    .collect::<Vec<_>>()
+    .await;
+    s3.complete_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(&upload_id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("complete multipart upload");
+}
+
+/// Deletes every object, so that the emulator's memory holds one case only.
+async fn empty(s3: &aws_sdk_s3::Client, bucket: &str) {
+    let listed = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("list objects");
+    for object in listed.contents() {
+        if let Some(key) = object.key() {
+            s3.delete_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .expect("delete object");
+        }
+    }
+}
+
+async fn ledger_sha256(ledger: &SqliteLedger, order: u64) -> Option<String> {
+    ledger
+        .order_assets(OrderId(order))
+        .await
+        .expect("ledger")
+        .pop()
+        .and_then(|record| record.sha256)
+}
+
+/// Runs the pushes of `orders` at once, as the groups of one batch; returns
+/// the time taken and the number of assets stored.
+async fn push_all(processor: &Processor, orders: &[u64]) -> (Duration, usize) {
+    let started = Instant::now();
+    let stored = futures_util::future::join_all(orders.iter().map(|&o| push(processor, o))).await;
+    (started.elapsed(), stored.iter().map(|(_, n)| n).sum())
+}
+
+/// CPU time used since `now`: by the whole process but the fake's threads,
+/// and by those.
+struct Cpu {
+    process: Duration,
+    fake: Duration,
+}
+
+struct CpuUsed {
+    function: Duration,
+    fake: Duration,
+}
+
+impl Cpu {
+    fn now() -> Cpu {
+        let fake = std::fs::read_dir("/proc/self/task")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
+            .filter(|stat| stat.contains(&format!("({FAKE_THREADS})")))
+            .map(|stat| cpu_of(&stat))
+            .sum();
+        let process = cpu_of(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default());
+        Cpu { process, fake }
+    }
+
+    fn elapsed(&self) -> CpuUsed {
+        let now = Cpu::now();
+        let fake = now.fake.saturating_sub(self.fake);
+        CpuUsed {
+            function: now
+                .process
+                .saturating_sub(self.process)
+                .saturating_sub(fake),
+            fake,
+        }
+    }
+}
+
+/// utime + stime of a `/proc/.../stat` line, in the kernel's fixed 100 Hz
+/// user ticks.
+fn cpu_of(stat: &str) -> Duration {
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // Fields 14 and 15 of stat(5); after the name, state is index 0.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
 /// Runs one NEW push for `order` through the processor; returns the time

@@ -10,7 +10,7 @@ use kode::api::KodeClient;
 use kode::config::{env_required, env_u64, env_usize, kode_api_config_from_env, ConfigError};
 use kode::metrics::Metrics;
 use kode::process::Processor;
-use kode::store::aws::{DynamoLedger, S3Blobs};
+use kode::store::aws::{DynamoLedger, S3Blobs, UploadBudget};
 use processor::DEFAULT_DEADLINE_MARGIN;
 
 #[tokio::main]
@@ -48,11 +48,16 @@ async fn build() -> anyhow::Result<(Processor, Duration)> {
         "PROCESSOR_DEADLINE_MARGIN_SECS",
         DEFAULT_DEADLINE_MARGIN.as_secs(),
     )?);
+    // One budget for every upload of the process (all groups of a batch).
+    let budget_mib = env_u64("UPLOAD_MEMORY_MIB", S3Blobs::DEFAULT_BUDGET_BYTES >> 20)?;
+    let budget = UploadBudget::new(budget_mib.saturating_mul(1 << 20));
 
     let aws = kode::aws::sdk_config().await;
+    let blobs = S3Blobs::new(kode::aws::s3_client(&aws), bucket)
+        .with_budget(budget)
+        .context("UPLOAD_MEMORY_MIB")?;
     let kode =
         KodeClient::new(kode_api_config_from_env(Some(&aws)).await?).context("KODE client")?;
-    let blobs = S3Blobs::new(kode::aws::s3_client(&aws), bucket);
     let ledger = DynamoLedger::new(aws_sdk_dynamodb::Client::new(&aws), table);
     let processor = Processor::new(
         Arc::new(kode),

@@ -1,5 +1,5 @@
-//! Streaming downloads: hashed and counted on the way, capped in size, and a
-//! short body is an error. Redirects are followed by hand so the bearer token
+//! Streaming downloads: counted on the way, capped in size, and a short body
+//! is an error (the store hashes what it writes). Redirects are followed by hand so the bearer token
 //! only ever goes to allowed hosts.
 
 use std::pin::Pin;
@@ -8,7 +8,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::deadline::Deadline;
@@ -30,8 +29,8 @@ pub struct Download {
     content_type: Option<String>,
     max_bytes: u64,
     read: u64,
-    hasher: Option<Sha256>,
-    sha256: Option<String>,
+    /// Set once the body has ended; later reads return `Ok(None)`.
+    finished: bool,
     /// A stalled body fails after this long without a chunk.
     idle_timeout: Duration,
     deadline: Deadline,
@@ -74,8 +73,7 @@ impl Download {
             content_type,
             max_bytes,
             read: 0,
-            hasher: Some(Sha256::new()),
-            sha256: None,
+            finished: false,
             idle_timeout,
             deadline,
             what,
@@ -94,11 +92,6 @@ impl Download {
         self.read
     }
 
-    /// SHA-256 (lower-case hex) once the body has been read to its end.
-    pub fn sha256_hex(&self) -> Option<String> {
-        self.sha256.clone()
-    }
-
     fn truncated(&self) -> SourceError {
         SourceError::Truncated {
             received: self.read,
@@ -110,9 +103,9 @@ impl Download {
 #[async_trait]
 impl ChunkSource for Download {
     async fn next_chunk(&mut self) -> Result<Option<Bytes>, SourceError> {
-        let Some(hasher) = self.hasher.as_mut() else {
+        if self.finished {
             return Ok(None);
-        };
+        }
         loop {
             let limit = self.idle_timeout.min(self.deadline.remaining());
             let next = match tokio::time::timeout(limit, self.body.next()).await {
@@ -140,7 +133,6 @@ impl ChunkSource for Download {
                             limit: self.max_bytes,
                         });
                     }
-                    hasher.update(&chunk);
                     return Ok(Some(chunk));
                 }
                 Some(Err(e)) => {
@@ -151,9 +143,7 @@ impl ChunkSource for Download {
                     if self.content_length.is_some_and(|length| self.read < length) {
                         return Err(self.truncated());
                     }
-                    if let Some(done) = self.hasher.take() {
-                        self.sha256 = Some(hex::encode(done.finalize()));
-                    }
+                    self.finished = true;
                     return Ok(None);
                 }
             }
@@ -225,17 +215,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn body_is_counted_and_hashed_on_the_way() {
+    async fn body_is_counted_on_the_way() {
         let mut d = start(response(vec![Ok(b"hello "), Ok(b""), Ok(b"world")]), 100);
         assert_eq!(d.content_type(), Some("application/pdf"));
         assert_eq!(ChunkSource::content_type(&d), Some("application/pdf"));
-        assert_eq!(d.sha256_hex(), None);
         assert_eq!(drain(&mut d).await.unwrap(), b"hello world");
         assert_eq!(d.bytes_read(), 11);
-        assert_eq!(
-            d.sha256_hex().as_deref(),
-            Some("b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9")
-        );
         assert!(d.next_chunk().await.unwrap().is_none(), "stays finished");
     }
 
@@ -249,7 +234,6 @@ mod tests {
             }) => {}
             other => panic!("expected Truncated, got {other:?}"),
         }
-        assert_eq!(d.sha256_hex(), None);
     }
 
     #[tokio::test]

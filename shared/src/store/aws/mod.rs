@@ -6,5 +6,5 @@ mod sdk_error;
 mod sqs;
 
 pub use dynamodb::DynamoLedger;
-pub use s3::S3Blobs;
+pub use s3::{S3Blobs, UploadBudget};
 pub use sqs::SqsQueue;

@@ -1,70 +1,103 @@
 //! [`Blobs`] on S3.
 //!
-//! A body that fits in one part goes up with one `PutObject`. A larger one
-//! goes up as a multipart upload, part by part, with at most two parts in
-//! memory (one uploading while the next is read), and is aborted on any
+//! One pass over the bytes: as the body is read it is cut into parts and
+//! its SHA-256 and CRC64NVME are taken; nothing is read or copied twice. A
+//! body that fits in one part goes up with one `PutObject`, carrying its
+//! `sha256` in the metadata. A larger one goes up as a multipart upload with
+//! several parts in flight, declared as a full-object CRC64NVME that S3
+//! checks against the whole object at completion; it is aborted on any
 //! failure so that no half object and no stray parts stay behind.
 //!
-//! The SHA-256 is only known once the whole body has been read, after the
-//! multipart upload was created with its metadata. S3 metadata cannot be
-//! changed in place, so the completed object is copied onto itself with
-//! `MetadataDirective=REPLACE` and the full metadata plus `sha256`. That copy
-//! is server-side (no bytes pass through the Lambda) but S3 only copies
-//! objects up to 5 GiB in one request, so larger bodies are refused.
+//! Metadata cannot be added after a multipart upload has begun, and copying
+//! the object onto itself to add it would write it twice and could label
+//! bytes another run put under the same key. So a multipart object carries
+//! its SHA-256 only as a tag on the exact version its completion created
+//! (versioned buckets), and the ledger always has it. Nothing after
+//! completion deletes anything: the object is complete and verified by then.
+//!
+//! Every byte held for an upload is reserved from one [`UploadBudget`]
+//! shared by all uploads of the process; an upload waits for budget rather
+//! than exceed it.
 
+mod budget;
 mod meta;
 mod parts;
 
 use async_trait::async_trait;
-use aws_sdk_s3::operation::complete_multipart_upload::CompleteMultipartUploadOutput;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    ChecksumAlgorithm, ChecksumType, CompletedMultipartUpload, CompletedPart, MetadataDirective,
+    ChecksumAlgorithm, ChecksumType, CompletedMultipartUpload, CompletedPart, Tag, Tagging,
 };
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use tokio::task::JoinSet;
 
 use super::sdk_error::classify;
 use crate::model::{ObjectKey, ObjectMeta};
 use crate::store::{Blobs, PutError, StoreError, StoredObject};
 use crate::stream::ChunkSource;
-use parts::PartReader;
+pub use budget::UploadBudget;
+use budget::{Kind, Reservation};
+use parts::{crc64_header, PartReader};
 
 const MIB: usize = 1024 * 1024;
-/// The largest object `CopyObject` accepts, and so the largest we can label
-/// with its SHA-256.
-const MAX_OBJECT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+/// What every upload reserves first; a body that ends within it never holds
+/// a whole part, so small files do not queue behind large ones.
+const START_BYTES: usize = MIB;
+/// Parts of one upload in flight at once (the budget may allow fewer).
+const MAX_PARTS_IN_FLIGHT: usize = 4;
+/// S3's limit on the parts of one upload.
+const MAX_PARTS: u64 = 10_000;
 
-/// Stores objects in one bucket. Cheap to clone (the client is shared).
+/// Stores objects in one bucket. Cheap to clone (the client and the budget
+/// are shared).
 #[derive(Debug, Clone)]
 pub struct S3Blobs {
     client: aws_sdk_s3::Client,
     bucket: String,
     part_size: usize,
+    budget: UploadBudget,
 }
 
 impl S3Blobs {
     pub const DEFAULT_PART_SIZE: usize = 8 * MIB;
     /// S3's minimum for every part but the last.
     pub const MIN_PART_SIZE: usize = 5 * MIB;
+    /// Bounded so that a part's reservation fits the budget's counter.
+    pub const MAX_PART_SIZE: usize = 1024 * MIB;
+    /// Room for the start of a dozen uploads and four 8 MiB parts.
+    pub const DEFAULT_BUDGET_BYTES: u64 = 48 * MIB as u64;
 
+    /// With its own budget of [`Self::DEFAULT_BUDGET_BYTES`]; a process
+    /// with several stores should share one through [`Self::with_budget`].
     pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
         S3Blobs {
             client,
             bucket: bucket.into(),
             part_size: Self::DEFAULT_PART_SIZE,
+            budget: UploadBudget::new(Self::DEFAULT_BUDGET_BYTES),
         }
     }
 
-    /// Bodies up to `part_size` bytes go up in one request; memory use of a
-    /// `put` is about twice this.
+    /// Bodies up to `part_size` bytes go up in one request; objects up to
+    /// 10,000 parts.
     pub fn with_part_size(mut self, part_size: usize) -> Result<Self, StoreError> {
-        if part_size < Self::MIN_PART_SIZE || part_size as u64 > MAX_OBJECT_BYTES {
+        if !(Self::MIN_PART_SIZE..=Self::MAX_PART_SIZE).contains(&part_size) {
             return Err(StoreError::Permanent(format!(
-                "S3 part size must be between {} and {MAX_OBJECT_BYTES} bytes, got {part_size}",
-                Self::MIN_PART_SIZE
+                "S3 part size must be between {} and {} bytes, got {part_size}",
+                Self::MIN_PART_SIZE,
+                Self::MAX_PART_SIZE
             )));
         }
+        self.budget.check_fits(START_BYTES, part_size)?;
         self.part_size = part_size;
+        Ok(self)
+    }
+
+    /// Buffers every upload's bytes within `budget` (shared with whoever
+    /// else holds a clone of it).
+    pub fn with_budget(mut self, budget: UploadBudget) -> Result<Self, StoreError> {
+        budget.check_fits(START_BYTES, self.part_size)?;
+        self.budget = budget;
         Ok(self)
     }
 
@@ -74,6 +107,7 @@ impl S3Blobs {
         meta: &ObjectMeta,
         content_type: Option<String>,
         body: Bytes,
+        crc: u64,
         stored: &StoredObject,
     ) -> Result<(), StoreError> {
         self.client
@@ -83,7 +117,13 @@ impl S3Blobs {
             .content_length(body.len() as i64)
             .set_content_type(content_type)
             .set_metadata(Some(meta::user_metadata(meta, Some(&stored.sha256))))
+            // Already computed while reading: the SDK neither hashes the
+            // body for the signature (TLS protects it in transit) nor
+            // computes a checksum of its own.
+            .checksum_crc64_nvme(crc64_header(crc))
             .body(ByteStream::from(body))
+            .customize()
+            .disable_payload_signing()
             .send()
             .await
             .map_err(|e| classify(&format!("PutObject {key}"), e))?;
@@ -95,7 +135,7 @@ impl S3Blobs {
         key: &ObjectKey,
         meta: &ObjectMeta,
         content_type: Option<String>,
-        first: Bytes,
+        first: Part,
         reader: &mut PartReader<'_>,
     ) -> Result<StoredObject, PutError> {
         let created = self
@@ -103,13 +143,12 @@ impl S3Blobs {
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key.as_str())
-            .set_content_type(content_type.clone())
+            .set_content_type(content_type)
             .set_metadata(Some(meta::user_metadata(meta, None)))
-            // Declared up front so that S3 accepts the SDK's per-part CRC32s
-            // and combines them into a CRC32 of the whole object, which
-            // readers verify like that of a single-request upload (a
-            // composite checksum is not verifiable that way).
-            .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            // A full-object CRC (not a composite of the parts) is what
+            // readers verify like that of a single-request upload, and S3
+            // checks it against the whole object at completion.
+            .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
             .checksum_type(ChecksumType::FullObject)
             .send()
             .await
@@ -126,52 +165,72 @@ impl S3Blobs {
         };
         tracing::debug!(key = %key, uploadId = upload_id, "multipart upload started");
 
-        match self.upload_parts(key, upload_id, first, reader).await {
-            Ok(_) => pending.disarm(),
+        let version = match self.upload_parts(key, upload_id, first, reader).await {
+            Ok(version) => {
+                pending.disarm();
+                version
+            }
             Err(err) => {
+                // Also after a lost completion answer: the abort then fails
+                // harmlessly and the completed object stays (it may be
+                // another run's by now, so it is never deleted).
                 pending.abort().await;
                 return Err(err);
             }
-        }
+        };
         let stored = reader.summary();
-        if let Err(err) = self
-            .label_with_sha256(key, meta, content_type, &stored)
-            .await
-        {
-            // Keep "an object under its key has its sha256": a later delivery
-            // uploads it again.
-            self.remove_unlabelled(key).await;
-            return Err(err.into());
+        if let Some(version) = version {
+            self.tag_version(key, &version, &stored).await;
         }
         Ok(stored)
     }
 
-    /// Uploads `first` and the rest of `reader`, reading the next part while
-    /// the current one uploads, then completes the upload.
+    /// Uploads `first` and the rest of `reader`, up to
+    /// [`MAX_PARTS_IN_FLIGHT`] parts at once within the budget, then
+    /// completes the upload; returns the version it created, if the bucket
+    /// keeps versions.
     async fn upload_parts(
         &self,
         key: &ObjectKey,
         upload_id: &str,
-        first: Bytes,
+        first: Part,
         reader: &mut PartReader<'_>,
-    ) -> Result<CompleteMultipartUploadOutput, PutError> {
+    ) -> Result<Option<String>, PutError> {
+        // Dropping the set (an error, a cancelled `put`) stops every part
+        // still in flight and gives its budget back.
+        let mut in_flight = JoinSet::new();
         let mut completed = Vec::new();
-        let mut current = first;
         let mut number = 1;
-        while !reader.finished() {
-            let (part, next) = tokio::try_join!(
-                self.upload_part(key, upload_id, number, current),
-                reader.next_part()
-            )?;
-            completed.push(part);
-            current = next;
+        in_flight.spawn(self.upload_part(key, upload_id, number, first));
+        while !reader.at_end().await? {
+            while let Some(done) = in_flight.try_join_next() {
+                completed.push(joined(done)?);
+            }
+            if in_flight.len() >= MAX_PARTS_IN_FLIGHT {
+                if let Some(done) = in_flight.join_next().await {
+                    completed.push(joined(done)?);
+                }
+            }
+            let reservation = self.budget.reserve(Kind::Part, self.part_size).await;
+            let mut data = BytesMut::with_capacity(self.part_size);
+            reader.fill(&mut data, self.part_size).await?;
+            let crc = reader.finish_part();
             number += 1;
+            in_flight.spawn(self.upload_part(
+                key,
+                upload_id,
+                number,
+                Part {
+                    data: data.freeze(),
+                    crc,
+                    reservation,
+                },
+            ));
         }
-        // A body that is an exact multiple of the part size ends with an
-        // empty read; S3 refuses empty parts that are not the only one.
-        if !current.is_empty() {
-            completed.push(self.upload_part(key, upload_id, number, current).await?);
+        while let Some(done) = in_flight.join_next().await {
+            completed.push(joined(done)?);
         }
+        completed.sort_by_key(|part| part.part_number());
         let output = self
             .client
             .complete_multipart_upload()
@@ -179,6 +238,7 @@ impl S3Blobs {
             .key(key.as_str())
             .upload_id(upload_id)
             .checksum_type(ChecksumType::FullObject)
+            .checksum_crc64_nvme(crc64_header(reader.whole_crc()))
             .multipart_upload(
                 CompletedMultipartUpload::builder()
                     .set_parts(Some(completed))
@@ -187,62 +247,88 @@ impl S3Blobs {
             .send()
             .await
             .map_err(|e| classify(&format!("CompleteMultipartUpload {key}"), e))?;
-        Ok(output)
+        Ok(output.version_id)
     }
 
-    async fn upload_part(
+    /// A task uploading one part; its reservation is given back when the
+    /// part's bytes are dropped.
+    fn upload_part(
         &self,
         key: &ObjectKey,
         upload_id: &str,
         number: i32,
-        body: Bytes,
-    ) -> Result<CompletedPart, PutError> {
-        let output = self
+        part: Part,
+    ) -> impl std::future::Future<Output = Result<CompletedPart, StoreError>> + Send + 'static {
+        let request = self
             .client
             .upload_part()
             .bucket(&self.bucket)
             .key(key.as_str())
             .upload_id(upload_id)
             .part_number(number)
-            .content_length(body.len() as i64)
-            .checksum_algorithm(ChecksumAlgorithm::Crc32)
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .map_err(|e| classify(&format!("UploadPart {number} of {key}"), e))?;
-        Ok(CompletedPart::builder()
-            .part_number(number)
-            .set_e_tag(output.e_tag)
-            .set_checksum_crc32(output.checksum_crc32)
-            .build())
-    }
-
-    async fn label_with_sha256(
-        &self,
-        key: &ObjectKey,
-        meta: &ObjectMeta,
-        content_type: Option<String>,
-        stored: &StoredObject,
-    ) -> Result<(), StoreError> {
-        self.client
-            .copy_object()
-            .bucket(&self.bucket)
-            .key(key.as_str())
-            .copy_source(meta::copy_source(&self.bucket, key.as_str()))
-            .metadata_directive(MetadataDirective::Replace)
-            .set_content_type(content_type)
-            .set_metadata(Some(meta::user_metadata(meta, Some(&stored.sha256))))
-            .send()
-            .await
-            .map_err(|e| classify(&format!("CopyObject (sha256 metadata) {key}"), e))?;
-        Ok(())
-    }
-
-    async fn remove_unlabelled(&self, key: &ObjectKey) {
-        if let Err(err) = self.delete(key).await {
-            tracing::warn!(key = %key, error = %err, "could not remove object left without sha256");
+            .content_length(part.data.len() as i64)
+            .checksum_crc64_nvme(crc64_header(part.crc))
+            .body(ByteStream::from(part.data));
+        let what = format!("UploadPart {number} of {key}");
+        let reservation = part.reservation;
+        async move {
+            let output = request
+                .customize()
+                .disable_payload_signing()
+                .send()
+                .await
+                .map_err(|e| classify(&what, e));
+            drop(reservation);
+            let output = output?;
+            Ok(CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(output.e_tag)
+                .set_checksum_crc64_nvme(output.checksum_crc64_nvme)
+                .build())
         }
     }
+
+    /// Labels the version this upload created with its SHA-256. Best
+    /// effort: the ledger has the digest whatever happens here, and the
+    /// object itself is complete and verified.
+    async fn tag_version(&self, key: &ObjectKey, version: &str, stored: &StoredObject) {
+        let tag = Tag::builder()
+            .key("sha256")
+            .value(&stored.sha256)
+            .build()
+            .expect("key and value are set");
+        let result = self
+            .client
+            .put_object_tagging()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .version_id(version)
+            .tagging(
+                Tagging::builder()
+                    .tag_set(tag)
+                    .build()
+                    .expect("tag set is set"),
+            )
+            .send()
+            .await;
+        if let Err(err) = result {
+            tracing::warn!(key = %key, versionId = version, error = %classify("PutObjectTagging", err), "could not tag the object version with its sha256");
+        }
+    }
+}
+
+/// A part's bytes with their CRC and the budget they hold.
+struct Part {
+    data: Bytes,
+    crc: u64,
+    reservation: Reservation,
+}
+
+fn joined(
+    done: Result<Result<CompletedPart, StoreError>, tokio::task::JoinError>,
+) -> Result<CompletedPart, PutError> {
+    done.map_err(|e| StoreError::Permanent(format!("part upload task failed: {e}")))?
+        .map_err(PutError::from)
 }
 
 #[async_trait]
@@ -254,14 +340,36 @@ impl Blobs for S3Blobs {
         body: &mut dyn ChunkSource,
     ) -> Result<StoredObject, PutError> {
         let content_type = meta::content_type(meta, body.content_type());
-        let mut reader = PartReader::new(body, self.part_size, MAX_OBJECT_BYTES);
-        let first = reader.next_part().await?;
-        if reader.finished() {
+        let mut reader = PartReader::new(body, MAX_PARTS * self.part_size as u64);
+
+        let start = self.budget.reserve(Kind::Start, START_BYTES).await;
+        let mut head = BytesMut::with_capacity(START_BYTES);
+        reader.fill(&mut head, START_BYTES).await?;
+        let (data, mut reservation) = if reader.at_end().await? {
+            (head, start)
+        } else {
+            // The body outgrew its start: move it into a whole part, then
+            // give the start back.
+            let part = self.budget.reserve(Kind::Part, self.part_size).await;
+            let mut data = BytesMut::with_capacity(self.part_size);
+            data.extend_from_slice(&head);
+            drop((head, start));
+            reader.fill(&mut data, self.part_size).await?;
+            (data, part)
+        };
+        let crc = reader.finish_part();
+        if reader.at_end().await? {
+            reservation.shrink_to(data.len());
             let stored = reader.summary();
-            self.put_single(key, meta, content_type, first, &stored)
+            self.put_single(key, meta, content_type, data.freeze(), crc, &stored)
                 .await?;
             return Ok(stored);
         }
+        let first = Part {
+            data: data.freeze(),
+            crc,
+            reservation,
+        };
         self.put_multipart(key, meta, content_type, first, &mut reader)
             .await
     }
@@ -346,7 +454,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn part_sizes_below_the_s3_minimum_are_refused() {
+    fn part_sizes_outside_s3_limits_or_the_budget_are_refused() {
         let config = aws_sdk_s3::Config::builder()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
             .build();
@@ -356,6 +464,17 @@ mod tests {
             .with_part_size(S3Blobs::MIN_PART_SIZE - 1)
             .expect_err("below 5 MiB");
         assert!(!err.is_retryable());
-        assert!(blobs.with_part_size(S3Blobs::MIN_PART_SIZE).is_ok());
+        assert!(blobs.clone().with_part_size(S3Blobs::MIN_PART_SIZE).is_ok());
+        let small = UploadBudget::new(8 * MIB as u64);
+        assert!(
+            blobs.clone().with_budget(small).is_err(),
+            "6 MiB for parts cannot hold one 8 MiB part"
+        );
+        let tight = UploadBudget::new(8 * MIB as u64);
+        let blobs = blobs
+            .with_part_size(S3Blobs::MIN_PART_SIZE)
+            .and_then(|b| b.with_budget(tight))
+            .expect("2 MiB for starts, 6 MiB for one 5 MiB part");
+        assert!(blobs.with_part_size(S3Blobs::DEFAULT_PART_SIZE).is_err());
     }
 }

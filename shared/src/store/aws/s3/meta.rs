@@ -16,7 +16,8 @@ use crate::model::ObjectMeta;
 /// (on a character boundary) rather than making the upload fail forever.
 const MAX_ENCODED_NAME: usize = 1024;
 
-/// The `x-amz-meta-*` entries of an object; `sha256` is added once known.
+/// The `x-amz-meta-*` entries of an object; `sha256` only when it is known
+/// before the upload begins (single-request uploads).
 pub(super) fn user_metadata(meta: &ObjectMeta, sha256: Option<&str>) -> HashMap<String, String> {
     let mut entries = HashMap::new();
     entries.insert("order-id".to_owned(), meta.order_id.to_string());
@@ -59,17 +60,6 @@ pub(super) fn content_type(meta: &ObjectMeta, announced: Option<&str>) -> Option
                 && value.bytes().all(|b| (0x20..0x7f).contains(&b))
         })
         .map(str::to_owned)
-}
-
-/// `x-amz-copy-source` must be URL-encoded; keys hold spaces and Norwegian
-/// letters. Slashes separate bucket and key segments and stay.
-pub(super) fn copy_source(bucket: &str, key: &str) -> String {
-    let mut source = encode(bucket, usize::MAX);
-    for segment in key.split('/') {
-        source.push('/');
-        source.push_str(&encode(segment, usize::MAX));
-    }
-    source
 }
 
 /// RFC 3986's unreserved characters stay; every other byte is escaped.
@@ -162,13 +152,5 @@ mod tests {
         assert_eq!(content_type(&m, Some("tekst/æøå")), None);
         assert_eq!(content_type(&m, Some("pdf\r\nx-evil: 1")), None);
         assert_eq!(content_type(&m, None), None);
-    }
-
-    #[test]
-    fn copy_source_encodes_key_segments_but_keeps_slashes() {
-        assert_eq!(
-            copy_source("assets", "orders/1/a b/Målebrev.pdf"),
-            "assets/orders/1/a%20b/M%C3%A5lebrev.pdf"
-        );
     }
 }
