@@ -122,6 +122,23 @@ pub trait Blobs: Send + Sync {
 pub enum AssetState {
     Stored,
     Deleted,
+    /// Not stored: every attempt so far failed (see [`AssetFailure`]). Tried
+    /// again on later pushes; a success or a deletion replaces it.
+    Failed,
+}
+
+/// Why a FAILED asset is not stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssetFailure {
+    /// The last attempt's error.
+    pub reason: String,
+    /// Failed attempts so far (at least 1).
+    pub attempts: u32,
+    /// RFC 3339.
+    pub last_attempt_at: String,
+    /// The last attempt failed for a reason that may pass (5xx, timeout,
+    /// 429): such an asset is retried with its push and never parked.
+    pub transient: bool,
 }
 
 /// `ORDER#<id>` / `ASSET#<assetId>`.
@@ -142,6 +159,29 @@ pub struct AssetRecord {
     /// RFC 3339.
     pub stored_at: Option<String>,
     pub deleted_at: Option<String>,
+    /// Set when `state` is `Failed`, absent otherwise.
+    pub failure: Option<AssetFailure>,
+}
+
+/// One failed attempt to store an asset, as [`Ledger::record_failed`]
+/// writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedAttempt {
+    pub order_id: OrderId,
+    pub asset_id: AssetId,
+    pub reason: String,
+    /// RFC 3339.
+    pub at: String,
+    pub transient: bool,
+}
+
+/// Result of [`Ledger::record_failed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailedOutcome {
+    /// The asset is FAILED with `attempts` failed attempts, this one included.
+    Recorded { attempts: u32 },
+    /// Stored or deleted meanwhile (a concurrent run): nothing written.
+    Settled(AssetState),
 }
 
 /// Result of a conditional ledger write.
@@ -153,6 +193,8 @@ pub enum RecordOutcome {
     AlreadyRecorded,
     /// Refused: the asset is marked deleted and must not come back.
     AlreadyDeleted,
+    /// Refused: the order is purged, so nothing of it is stored again.
+    OrderPurged,
 }
 
 /// `ORDER#<id>` / `ORDER`.
@@ -186,15 +228,22 @@ pub struct MessageRecord {
 /// replay or a concurrent run can neither store twice nor resurrect.
 #[async_trait]
 pub trait Ledger: Send + Sync {
-    /// Every asset record of the order (stored and deleted).
+    /// Every asset record of the order (stored, deleted and failed).
     async fn order_assets(&self, order: OrderId) -> Result<Vec<AssetRecord>, StoreError>;
 
     async fn order(&self, order: OrderId) -> Result<Option<OrderRecord>, StoreError>;
 
-    /// Records a stored asset, unless it is already recorded or deleted.
+    /// Records a stored asset, unless it is already recorded or deleted or
+    /// its order is purged (checked in the same atomic write, so a purge
+    /// running at the same time cannot be missed). Replaces a FAILED record.
     async fn record_stored(&self, record: &AssetRecord) -> Result<RecordOutcome, StoreError>;
 
-    /// Marks an asset deleted (creating a tombstone if it was never stored).
+    /// Records a failed attempt: creates the FAILED record or counts one
+    /// more attempt on it. Never overwrites a STORED or DELETED record.
+    async fn record_failed(&self, attempt: &FailedAttempt) -> Result<FailedOutcome, StoreError>;
+
+    /// Marks an asset deleted (creating a tombstone if it was never stored;
+    /// replacing a FAILED record).
     async fn mark_deleted(
         &self,
         order: OrderId,

@@ -16,6 +16,7 @@ use kode::intake::PushSecret;
 use kode::model::OrderId;
 use kode::store::local::QueueOptions;
 use kode::store::{AssetRecord, AssetState, Ledger};
+use kode::sync::FailedPolicy;
 use kode::Secret;
 use serde_json::json;
 use url::Url;
@@ -141,6 +142,7 @@ async fn start_pipeline(
             ..QueueOptions::default()
         },
         message_timeout: Duration::from_secs(60),
+        failed: FailedPolicy::default(),
     })
     .await?;
     Ok(pipeline)
@@ -210,7 +212,7 @@ impl Demo<'_> {
         for record in after.values() {
             let was = before.get(&record.asset_id.0).map(|r| r.state);
             match (was, record.state) {
-                (None | Some(AssetState::Deleted), AssetState::Stored) => {
+                (None | Some(AssetState::Deleted | AssetState::Failed), AssetState::Stored) => {
                     let bytes = record.bytes.unwrap_or_default();
                     self.totals.stored += 1;
                     self.totals.stored_bytes += bytes;

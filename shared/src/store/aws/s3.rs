@@ -136,9 +136,11 @@ impl S3Blobs {
             .label_with_sha256(key, meta, content_type, &stored)
             .await
         {
-            // Keep "an object under its key has its sha256": a later delivery
-            // uploads it again.
-            self.remove_unlabelled(key).await;
+            // Left in place, not deleted: a concurrent run may have uploaded
+            // the same file under this key and recorded it, and a failed
+            // step must never remove that. The next delivery uploads it again
+            // with its label.
+            tracing::warn!(key = %key, error = %err, "object left without its sha256 label");
             return Err(err.into());
         }
         Ok(stored)
@@ -234,12 +236,6 @@ impl S3Blobs {
             .await
             .map_err(|e| classify(&format!("CopyObject (sha256 metadata) {key}"), e))?;
         Ok(())
-    }
-
-    async fn remove_unlabelled(&self, key: &ObjectKey) {
-        if let Err(err) = self.delete(key).await {
-            tracing::warn!(key = %key, error = %err, "could not remove object left without sha256");
-        }
     }
 }
 
