@@ -461,3 +461,26 @@ async fn distributor_message_is_stored_once() {
     assert_eq!(stored.received_at, "2024-05-02T10:00:00Z");
     assert_eq!(messages.len(), 1);
 }
+
+#[tokio::test]
+async fn past_the_deadline_no_download_starts_and_the_push_is_retried() {
+    let w = world(2);
+    w.order(vec![asset("a1", "OK"), asset("a2", "OK")], vec![]);
+    let push = OrderPush {
+        order_id: OrderId(7),
+        status: PushStatus::Updated,
+        reference: None,
+        technical_reference: None,
+    };
+    let err = w
+        .processor
+        .sync_order(&push, Deadline::after(Duration::ZERO))
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(w.kode.downloads(), 0);
+    assert!(
+        w.ledger.assets.lock().unwrap().is_empty(),
+        "not an attempt: nothing recorded"
+    );
+}
