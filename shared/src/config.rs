@@ -11,6 +11,7 @@ use url::Url;
 
 use crate::api::{self, ApiConfig, Credentials, TokenEncoding};
 use crate::secret::Secret;
+use crate::sync::DEFAULT_FAILED_MAX_ATTEMPTS;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -74,6 +75,20 @@ pub fn env_usize(name: &str, default: usize) -> Result<usize, ConfigError> {
 
 pub fn env_u64(name: &str, default: u64) -> Result<u64, ConfigError> {
     parse_number(&process_env, name, default)
+}
+
+/// `FAILED_MAX_ATTEMPTS`: failed attempts after which an asset is parked
+/// (at least 1; default [`DEFAULT_FAILED_MAX_ATTEMPTS`]).
+pub fn failed_max_attempts_from(lookup: Lookup<'_>) -> Result<u32, ConfigError> {
+    const NAME: &str = "FAILED_MAX_ATTEMPTS";
+    match parse_number(lookup, NAME, DEFAULT_FAILED_MAX_ATTEMPTS)? {
+        0 => Err(invalid(NAME, "must be at least 1")),
+        n => Ok(n),
+    }
+}
+
+pub fn env_failed_max_attempts() -> Result<u32, ConfigError> {
+    failed_max_attempts_from(&process_env)
 }
 
 pub fn env_required(name: &str) -> Result<String, ConfigError> {
@@ -356,6 +371,21 @@ mod tests {
         );
         let err = credentials_from_secret_json("s3cr3t{").unwrap_err();
         assert!(!err.to_string().contains("s3cr3t"));
+    }
+
+    #[test]
+    fn failed_max_attempts_defaults_to_ten_and_rejects_zero_and_words() {
+        assert_eq!(failed_max_attempts_from(&env(&[])).unwrap(), 10);
+        let three = env(&[("FAILED_MAX_ATTEMPTS", "3")]);
+        assert_eq!(failed_max_attempts_from(&three).unwrap(), 3);
+        for bad in ["0", "ten", "-1"] {
+            let err = failed_max_attempts_from(&env(&[("FAILED_MAX_ATTEMPTS", bad)])).unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with("FAILED_MAX_ATTEMPTS is invalid"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

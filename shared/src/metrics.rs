@@ -15,6 +15,8 @@ pub enum Metric {
     AssetsStored,
     BytesStored,
     AssetsDeleted,
+    /// Assets that turned FAILED, counted on their first failure only.
+    AssetsFailed,
     Failures,
     /// Time from the webhook receiving a push to its processing.
     PushLagMs,
@@ -26,6 +28,7 @@ impl Metric {
             Metric::AssetsStored => "AssetsStored",
             Metric::BytesStored => "BytesStored",
             Metric::AssetsDeleted => "AssetsDeleted",
+            Metric::AssetsFailed => "AssetsFailed",
             Metric::Failures => "Failures",
             Metric::PushLagMs => "PushLagMs",
         }
@@ -33,7 +36,10 @@ impl Metric {
 
     pub fn unit(self) -> &'static str {
         match self {
-            Metric::AssetsStored | Metric::AssetsDeleted | Metric::Failures => "Count",
+            Metric::AssetsStored
+            | Metric::AssetsDeleted
+            | Metric::AssetsFailed
+            | Metric::Failures => "Count",
             Metric::BytesStored => "Bytes",
             Metric::PushLagMs => "Milliseconds",
         }

@@ -31,6 +31,7 @@ const FILE_KEYS: &[&str] = &[
     "KODE_PASSWORD",
     "DOWNLOAD_HOSTS",
     "MAX_ASSET_BYTES",
+    "FAILED_MAX_ATTEMPTS",
     "PUSH_TOKEN",
     "KODE_SECRET_ARN",
     "ASSET_BUCKET",
@@ -184,6 +185,13 @@ impl Settings {
                 self.required(std::env::var("KODE_PASSWORD").ok(), "KODE_PASSWORD")?,
             ),
         })
+    }
+
+    /// `FAILED_MAX_ATTEMPTS`, as the processor Lambda reads it.
+    pub fn failed_max_attempts(&self) -> Result<u32, CliError> {
+        Ok(kode::config::failed_max_attempts_from(&|key: &str| {
+            self.value(key)
+        })?)
     }
 
     /// The one client for this run.

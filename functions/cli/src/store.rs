@@ -12,6 +12,9 @@ use kode::model::{AssetState, ObjectKey};
 use kode::store::aws::{DynamoLedger, S3Blobs};
 use kode::store::local::DiskBlobs;
 use kode::store::{Blobs, Ledger};
+use kode::sync::FailedPolicy;
+
+use crate::cmd::order_view::failed_place;
 
 use crate::error::CliError;
 use crate::pipeline::LocalStore;
@@ -130,10 +133,12 @@ impl Store {
     }
 
     /// Per asset of the order that the ledger knows: its location when
-    /// stored, `deleted` when marked deleted.
+    /// stored, `deleted` when marked deleted, FAILED or PARKED (per `failed`)
+    /// with the reason.
     pub async fn asset_places(
         &self,
         order: OrderId,
+        failed: &FailedPolicy,
     ) -> Result<BTreeMap<AssetId, String>, CliError> {
         let records = self.ledger.order_assets(order).await?;
         Ok(records
@@ -143,6 +148,10 @@ impl Store {
                     (AssetState::Deleted, _) => "deleted".to_owned(),
                     (AssetState::Stored, Some(key)) => self.location(key),
                     (AssetState::Stored, None) => "stored".to_owned(),
+                    (AssetState::Failed, _) => match &record.failure {
+                        Some(f) => failed_place(failed.is_parked(f), f.attempts, &f.reason),
+                        None => "FAILED".to_owned(),
+                    },
                 };
                 (record.asset_id, place)
             })

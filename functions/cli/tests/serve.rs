@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use fake_kode::{samples, AssetSpec, Endpoint, FakeKode};
+use fake_kode::{samples, AssetSpec, Endpoint, FakeKode, OrderSpec, Recorder};
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,4 +285,123 @@ async fn sigterm_puts_unfinished_work_back_and_exits_0() {
     let _serve = Serve::start(data.path(), &fake, &[]);
     drained(data.path()).await;
     assert_stored(data.path(), order.id, &asset);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_files_fail_alone_and_the_next_push_goes_through_at_once() {
+    let fake = FakeKode::start().await;
+    let recorder = Recorder::start().await;
+    let foreign = AssetSpec::ok("p-foreign", "Utenlands.pdf", vec![1u8; 5_000]);
+    let missing = AssetSpec::ok("p-404", "Borte.pdf", vec![2u8; 5_000]);
+    let large = AssetSpec::ok("p-large", "Stor.pdf", vec![3u8; 150_000]);
+    let good: Vec<AssetSpec> = (0..10u8)
+        .map(|i| AssetSpec::ok(&format!("g-{i}"), &format!("Kart {i}.pdf"), vec![i; 8_000]))
+        .collect();
+    let mut order = OrderSpec::new(7010);
+    order.sub_orders[0].assets = [foreign.clone(), missing.clone(), large.clone()]
+        .into_iter()
+        .chain(good.iter().cloned())
+        .collect();
+    fake.add_order(order.clone());
+    fake.set_asset_download_url(&foreign.id, &recorder.url("/shopping/v2/assets/x"));
+    let missing_url = fake.asset_download_url(&missing.id);
+    fake.set_asset_download_url(&missing.id, &fake.asset_download_url("no-such-asset"));
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_str().unwrap().to_owned();
+    let limits = [("MAX_ASSET_BYTES", "100000"), ("FAILED_MAX_ATTEMPTS", "2")];
+    let serve = Serve::start_with_env(data.path(), &fake, &[], &limits);
+
+    let (code, body) = fake
+        .push(&serve.push_url(), &order_push(&order, "NEW"))
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    drained(data.path()).await;
+    for asset in &good {
+        assert_stored(data.path(), order.id, asset);
+    }
+    for asset in [&foreign, &missing, &large] {
+        assert!(
+            files_of(data.path(), order.id, &asset.id).is_empty(),
+            "{}",
+            asset.id
+        );
+    }
+    assert!(
+        serve.log().contains("\"action\":\"asset_failed\""),
+        "{}",
+        serve.log()
+    );
+
+    // The next push is handled at once (no retry wait, no dead letter) and
+    // fetches no good file again; the poison is tried a second time.
+    let (code, body) = fake
+        .push(&serve.push_url(), &order_push(&order, "FINISHED"))
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    drained(data.path()).await;
+    for asset in &good {
+        assert_eq!(fake.asset_downloads(&asset.id), 1, "{}", asset.id);
+    }
+    let out = run_kode(&["dead-letters", "--data-dir", &dir], data.path());
+    assert!(
+        text(&out.stdout).contains("no dead letters"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        serve.log().contains("\"action\":\"order_finished\"")
+            && serve.log().contains("p-404: KODE answered 404"),
+        "the completeness report names the failed files:\n{}",
+        serve.log()
+    );
+
+    // Two failures reached FAILED_MAX_ATTEMPTS: parked, shown with the reason.
+    let env = || {
+        let mut env = fake_env(&fake);
+        env.push(("FAILED_MAX_ATTEMPTS", "2".to_owned()));
+        env.push(("MAX_ASSET_BYTES", "100000".to_owned()));
+        env
+    };
+    let args = ["order", "get", "7010", "--data-dir", &dir];
+    let out = run_kode_env(&args, data.path(), env());
+    let listing = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for (asset, reason) in [
+        (&foreign, "not a configured KODE host"),
+        (&missing, "404"),
+        (&large, "larger than the maximum"),
+    ] {
+        let row = listing
+            .lines()
+            .find(|l| l.trim_start().starts_with(&asset.id))
+            .unwrap_or_else(|| panic!("{} missing:\n{listing}", asset.id));
+        assert!(
+            row.contains("PARKED after 2 attempt(s)") && row.contains(reason),
+            "{row}"
+        );
+    }
+
+    // Parked files are not tried by a plain sync; --retry-failed tries them,
+    // and the one KODE now serves is stored.
+    fake.set_asset_download_url(&missing.id, &missing_url);
+    let out = run_kode_env(&["sync", "7010", "--data-dir", &dir], data.path(), env());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(files_of(data.path(), order.id, &missing.id).is_empty());
+    assert!(
+        text(&out.stderr).contains("--retry-failed"),
+        "{}",
+        text(&out.stderr)
+    );
+    let args = ["sync", "7010", "--retry-failed", "--data-dir", &dir];
+    let out = run_kode_env(&args, data.path(), env());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_stored(data.path(), order.id, &missing);
+    let report = text(&out.stdout);
+    assert!(
+        report.contains(&large.id) && report.contains("PARKED after 3 attempt(s)"),
+        "{report}"
+    );
+    drop(serve);
 }

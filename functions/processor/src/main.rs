@@ -7,10 +7,14 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use kode::api::KodeClient;
-use kode::config::{env_required, env_u64, env_usize, kode_api_config_from_env, ConfigError};
+use kode::config::{
+    env_failed_max_attempts, env_required, env_u64, env_usize, kode_api_config_from_env,
+    ConfigError,
+};
 use kode::metrics::Metrics;
 use kode::process::Processor;
 use kode::store::aws::{DynamoLedger, S3Blobs, UploadBudget};
+use kode::sync::FailedPolicy;
 use processor::DEFAULT_DEADLINE_MARGIN;
 
 #[tokio::main]
@@ -44,6 +48,10 @@ async fn build() -> anyhow::Result<(Processor, Duration)> {
         }
         .into());
     }
+    let failed = FailedPolicy {
+        max_attempts: env_failed_max_attempts()?,
+        retry_parked: false,
+    };
     let margin = Duration::from_secs(env_u64(
         "PROCESSOR_DEADLINE_MARGIN_SECS",
         DEFAULT_DEADLINE_MARGIN.as_secs(),
@@ -65,6 +73,7 @@ async fn build() -> anyhow::Result<(Processor, Duration)> {
         Arc::new(ledger),
         concurrency,
     )
-    .with_metrics(Metrics::Emf);
+    .with_metrics(Metrics::Emf)
+    .with_failed_policy(failed);
     Ok((processor, margin))
 }

@@ -42,6 +42,23 @@ pub struct ObjectMeta {
 pub enum AssetState {
     Stored,
     Deleted,
+    /// Not stored: every attempt so far failed (see [`AssetFailure`]). Tried
+    /// again on later pushes; a success or a deletion replaces it.
+    Failed,
+}
+
+/// Why a FAILED asset is not stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssetFailure {
+    /// The last attempt's error.
+    pub reason: String,
+    /// Failed attempts so far (at least 1).
+    pub attempts: u32,
+    /// RFC 3339.
+    pub last_attempt_at: String,
+    /// The last attempt failed for a reason that may pass (5xx, timeout,
+    /// 429): such an asset is retried with its push and never parked.
+    pub transient: bool,
 }
 
 /// `ORDER#<id>` / `ASSET#<assetId>`.
@@ -62,6 +79,20 @@ pub struct AssetRecord {
     /// RFC 3339.
     pub stored_at: Option<String>,
     pub deleted_at: Option<String>,
+    /// Set when `state` is `Failed`, absent otherwise.
+    pub failure: Option<AssetFailure>,
+}
+
+/// One failed attempt to store an asset, as [`Ledger::record_failed`]
+/// writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedAttempt {
+    pub order_id: OrderId,
+    pub asset_id: AssetId,
+    pub reason: String,
+    /// RFC 3339.
+    pub at: String,
+    pub transient: bool,
 }
 
 impl AssetRecord {

@@ -1,19 +1,20 @@
 //! Carrying out a plan. Write order for crash safety: upload to the
-//! deterministic key, then record; delete, then mark. A crash in between
-//! leaves at worst an unrecorded object, which the next delivery overwrites
-//! or deletes: never a ledger entry without its file.
+//! deterministic key, then record; delete, then mark, then delete again. A
+//! crash in between leaves at worst an unrecorded object, which the next
+//! delivery overwrites or deletes: never a ledger entry without its file.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures_util::stream::{self, StreamExt};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::{millis, AssetError, ProcessError, Processor, SyncReport};
+use super::{millis, AssetError, AssetFault, FailedAsset, ProcessError, Processor, SyncReport};
+use crate::api::ApiError;
 use crate::metrics::Metric;
+use crate::model::FailedAttempt;
 use crate::model::{AssetId, OrderId};
-use crate::store::{RecordOutcome, StoreError};
+use crate::store::{FailedOutcome, RecordOutcome, StoreError};
 use crate::sync::{Plan, PlannedDeletion, PlannedDownload, SkipReason};
 use crate::Deadline;
 
@@ -24,10 +25,12 @@ enum Fetched {
     },
     /// A concurrent run recorded it first.
     AlreadyRecorded,
-    /// Marked deleted meanwhile; the object just written was removed.
+    /// Marked deleted, or its order purged, meanwhile; the object just
+    /// written was removed.
     Refused,
-    /// Not started because another download of the push had failed.
-    NotStarted,
+    /// Could not be fetched; recorded FAILED. A transient failure carries
+    /// its error: the push fails once the other downloads are done.
+    Failed(FailedAsset, Option<ProcessError>),
 }
 
 impl Processor {
@@ -48,6 +51,7 @@ impl Processor {
             deleted: Vec::new(),
             tombstoned: Vec::new(),
             refused: Vec::new(),
+            failed: Vec::new(),
             missing: None,
         };
         for id in &plan.duplicates {
@@ -59,6 +63,16 @@ impl Processor {
                 SkipReason::AlreadyDeleted => "already deleted",
                 SkipReason::DeletedEarlier => "deleted earlier; not stored again",
                 SkipReason::UnknownStatus(_) => "unknown asset status",
+                SkipReason::Parked(f) => {
+                    report.failed.push(FailedAsset {
+                        asset_id: skip.asset_id.clone(),
+                        reason: f.reason.clone(),
+                        attempts: f.attempts,
+                        transient: f.transient,
+                        parked: true,
+                    });
+                    "parked: failed too often; retried only by kode sync --retry-failed"
+                }
             };
             info!(action = "asset_skipped", orderId = %order, assetId = %skip.asset_id, reason, "asset skipped");
         }
@@ -96,16 +110,17 @@ impl Processor {
                 .emit(&[(Metric::AssetsDeleted, report.deleted.len() as f64)]);
         }
 
-        let failed = AtomicBool::new(false);
         let fetched = self
             .bounded(
                 plan.downloads
                     .iter()
-                    .map(|d| self.fetch_unless_failed(d, &failed, deadline, now))
+                    .map(|d| self.fetch_unless_late(d, deadline, now))
                     .collect(),
             )
             .await;
         let mut first_error = None;
+        let mut newly_failed = 0;
+        let mut failed_now = Vec::new();
         for (d, result) in plan.downloads.iter().zip(fetched) {
             match result {
                 Ok(Fetched::Stored { bytes }) => {
@@ -114,18 +129,32 @@ impl Processor {
                 }
                 Ok(Fetched::AlreadyRecorded) => report.skipped.push(d.asset_id.clone()),
                 Ok(Fetched::Refused) => report.refused.push(d.asset_id.clone()),
-                Ok(Fetched::NotStarted) => {}
+                Ok(Fetched::Failed(failed, error)) => {
+                    if failed.attempts == 1 {
+                        newly_failed += 1;
+                    }
+                    failed_now.push(d.asset_id.clone());
+                    report.failed.push(failed);
+                    if let Some(e) = error {
+                        first_error.get_or_insert(e);
+                    }
+                }
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
             }
         }
+        let mut counts = Vec::new();
         if !report.stored.is_empty() {
-            self.metrics.emit(&[
-                (Metric::AssetsStored, report.stored.len() as f64),
-                (Metric::BytesStored, report.bytes_stored as f64),
-            ]);
+            counts.push((Metric::AssetsStored, report.stored.len() as f64));
+            counts.push((Metric::BytesStored, report.bytes_stored as f64));
         }
+        // Once per file, on its first failure: an alarm on it fires once per
+        // file, not at every retry.
+        if newly_failed > 0 {
+            counts.push((Metric::AssetsFailed, f64::from(newly_failed)));
+        }
+        self.metrics.emit(&counts);
         if let Some(e) = first_error {
             return Err(e);
         }
@@ -140,11 +169,17 @@ impl Processor {
                 .ok_not_stored
                 .iter()
                 .chain(&report.refused)
+                .chain(&failed_now)
                 .cloned()
                 .collect();
             let complete = missing.is_empty();
             let missing_ids: Vec<&str> = missing.iter().map(AssetId::as_str).collect();
-            info!(action = "order_finished", orderId = %order, complete, missing = ?missing_ids, "order finished");
+            let failed: Vec<String> = report
+                .failed
+                .iter()
+                .map(|f| format!("{}: {}", f.asset_id, f.reason))
+                .collect();
+            info!(action = "order_finished", orderId = %order, complete, missing = ?missing_ids, failed = ?failed, "order finished");
             report.missing = Some(missing);
         }
         Ok(report)
@@ -163,24 +198,69 @@ impl Processor {
         results.into_iter().map(|(_, r)| r).collect()
     }
 
-    /// Once one download of the push failed, the push fails: starting
-    /// more would only spend the invocation's time.
-    async fn fetch_unless_failed(
+    /// Only the deadline keeps a download from starting; one asset's
+    /// failure never stops the others.
+    async fn fetch_unless_late(
         &self,
         d: &PlannedDownload,
-        failed: &AtomicBool,
         deadline: Deadline,
         now: &str,
     ) -> Result<Fetched, ProcessError> {
-        if failed.load(Ordering::Relaxed) {
-            return Ok(Fetched::NotStarted);
+        if deadline.has_passed() {
+            warn!(action = "asset_not_started", orderId = %d.meta.order_id, assetId = %d.asset_id, "deadline reached; left for the redelivery");
+            return Err(ProcessError::Asset {
+                order: d.meta.order_id,
+                asset: d.asset_id.clone(),
+                cause: AssetError::Download(ApiError::DeadlineExceeded {
+                    what: format!("download of asset {}", d.asset_id),
+                    attempts: 0,
+                    last: "not started".into(),
+                }),
+            });
         }
         let result = self.fetch(d, deadline, now).await;
-        if let Err(e) = &result {
-            failed.store(true, Ordering::Relaxed);
-            warn!(action = "asset_failed", orderId = %d.meta.order_id, assetId = %d.asset_id, retryable = e.is_retryable(), error = %e, "asset not stored");
-        }
-        result
+        let Err(ProcessError::Asset { cause, .. }) = &result else {
+            return result;
+        };
+        let Some(fault) = cause.fault() else {
+            warn!(action = "asset_failed", orderId = %d.meta.order_id, assetId = %d.asset_id, retryable = cause.is_retryable(), reason = %cause, "asset not stored; not the asset's fault");
+            return result;
+        };
+        let reason = cause.to_string();
+        let transient = fault == AssetFault::Transient;
+        let attempt = FailedAttempt {
+            order_id: d.meta.order_id,
+            asset_id: d.asset_id.clone(),
+            reason: reason.clone(),
+            at: now.to_owned(),
+            transient,
+        };
+        let recorded =
+            self.ledger
+                .record_failed(&attempt)
+                .await
+                .map_err(|cause| ProcessError::Store {
+                    order: Some(d.meta.order_id),
+                    cause,
+                })?;
+        let FailedOutcome::Recorded { attempts } = recorded else {
+            // Stored or deleted by a concurrent run meanwhile: nothing failed.
+            info!(action = "asset_skipped", orderId = %d.meta.order_id, assetId = %d.asset_id, reason = "settled by a concurrent run", "asset skipped");
+            return Ok(Fetched::AlreadyRecorded);
+        };
+        let parked = self.failed.parks(attempts, transient);
+        warn!(action = "asset_failed", orderId = %d.meta.order_id, assetId = %d.asset_id, reason, transient, attempts, parked, "asset not stored");
+        let failed = FailedAsset {
+            asset_id: d.asset_id.clone(),
+            reason,
+            attempts,
+            transient,
+            parked,
+        };
+        Ok(Fetched::Failed(
+            failed,
+            transient.then(|| result.err()).flatten(),
+        ))
     }
 
     async fn fetch(
@@ -227,12 +307,19 @@ impl Processor {
                 info!(action = "asset_skipped", orderId = %order, assetId = %d.asset_id, key, reason = "recorded by a concurrent run", durationMs = millis(started), "asset skipped");
                 Fetched::AlreadyRecorded
             }
-            RecordOutcome::AlreadyDeleted => {
+            // No run can hold a STORED record for this asset now (the
+            // ledger refuses it), so the file under its key is only ours.
+            RecordOutcome::AlreadyDeleted | RecordOutcome::OrderPurged => {
                 self.blobs
                     .delete(&d.key)
                     .await
                     .map_err(|e| asset_error(e.into()))?;
-                warn!(action = "asset_refused", orderId = %order, assetId = %d.asset_id, key, durationMs = millis(started), "asset was deleted meanwhile; removed the downloaded file");
+                let reason = if outcome == RecordOutcome::OrderPurged {
+                    "order purged meanwhile"
+                } else {
+                    "asset deleted meanwhile"
+                };
+                warn!(action = "asset_refused", orderId = %order, assetId = %d.asset_id, key, reason, durationMs = millis(started), "asset refused; removed the downloaded file");
                 Fetched::Refused
             }
         })
@@ -255,6 +342,10 @@ impl Processor {
             .mark_deleted(order, &d.asset_id, now)
             .await
             .map_err(store_error)?;
+        // Once more: a concurrent run may have uploaded the file after the
+        // first delete (and even recorded it, before the mark). From the mark
+        // on, the ledger refuses to record it, so nothing comes back.
+        self.blobs.delete(&d.key).await.map_err(store_error)?;
         let (action, message) = if stored {
             ("asset_deleted", "asset deleted")
         } else {

@@ -11,11 +11,15 @@ use sha2::{Digest, Sha256};
 
 use super::KodeSource;
 use crate::api::ApiError;
+use crate::model::{
+    AssetFailure, AssetRecord, AssetState, FailedAttempt, MessageRecord, ObjectKey, ObjectMeta,
+    OrderRecord,
+};
 use crate::model::{AssetId, Order, OrderId};
-use crate::model::{AssetRecord, AssetState, MessageRecord, ObjectKey, ObjectMeta, OrderRecord};
-use crate::store::{Blobs, Ledger, PutError, RecordOutcome, StoreError, StoredObject};
-use crate::stream::ChunkSource;
-use crate::stream::SourceError;
+use crate::store::{
+    Blobs, FailedOutcome, Ledger, PutError, RecordOutcome, StoreError, StoredObject,
+};
+use crate::stream::{ChunkSource, SourceError};
 use crate::Deadline;
 
 /// A download body: its chunks, then either its end or a cut-off.
@@ -222,6 +226,7 @@ impl MemLedger {
             category: None,
             stored_at: None,
             deleted_at: Some(at.to_owned()),
+            failure: None,
         }
     }
 }
@@ -257,14 +262,42 @@ impl Ledger for MemLedger {
                 Self::tombstone(record.order_id, &record.asset_id, "concurrent"),
             );
         }
+        let purged = self
+            .orders
+            .lock()
+            .unwrap()
+            .get(&record.order_id)
+            .is_some_and(|o| o.purged_at.is_some());
         Ok(match assets.get(&id).map(|r| r.state) {
             Some(AssetState::Deleted) => RecordOutcome::AlreadyDeleted,
             Some(AssetState::Stored) => RecordOutcome::AlreadyRecorded,
-            None => {
+            None | Some(AssetState::Failed) if purged => RecordOutcome::OrderPurged,
+            None | Some(AssetState::Failed) => {
                 assets.insert(id, record.clone());
                 RecordOutcome::Recorded
             }
         })
+    }
+
+    async fn record_failed(&self, attempt: &FailedAttempt) -> Result<FailedOutcome, StoreError> {
+        let mut assets = self.assets.lock().unwrap();
+        let id = (attempt.order_id, attempt.asset_id.clone());
+        let record = assets.entry(id).or_insert_with(|| AssetRecord {
+            state: AssetState::Failed,
+            deleted_at: None,
+            ..Self::tombstone(attempt.order_id, &attempt.asset_id, "")
+        });
+        if record.state != AssetState::Failed {
+            return Ok(FailedOutcome::Settled(record.state));
+        }
+        let attempts = record.failure.as_ref().map_or(0, |f| f.attempts) + 1;
+        record.failure = Some(AssetFailure {
+            reason: attempt.reason.clone(),
+            attempts,
+            last_attempt_at: attempt.at.clone(),
+            transient: attempt.transient,
+        });
+        Ok(FailedOutcome::Recorded { attempts })
     }
 
     async fn mark_deleted(
@@ -279,6 +312,7 @@ impl Ledger for MemLedger {
             Some(r) => {
                 r.state = AssetState::Deleted;
                 r.deleted_at = Some(at.to_owned());
+                r.failure = None;
                 RecordOutcome::Recorded
             }
             None => {

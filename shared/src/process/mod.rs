@@ -25,10 +25,10 @@ use crate::metrics::{Metric, Metrics};
 use crate::model::{AssetId, Order, OrderId, OrderPush, Push, PushStatus};
 use crate::store::{Blobs, Ledger, RecordOutcome};
 use crate::stream::ChunkSource;
-use crate::sync::{self, LedgerView};
+use crate::sync::{self, FailedPolicy, LedgerView};
 use crate::Deadline;
 
-pub use error::{AssetError, ProcessError};
+pub use error::{AssetError, AssetFault, ProcessError};
 
 /// What the processor needs from KODE; implemented by the API client, and
 /// by fakes in tests.
@@ -52,10 +52,15 @@ pub struct Processor {
     /// Downloads of one push running at the same time (at least 1).
     pub download_concurrency: usize,
     pub metrics: Metrics,
+    /// When FAILED assets are tried again.
+    pub failed: FailedPolicy,
 }
 
 /// What one queue message led to.
 #[derive(Debug, Clone, PartialEq)]
+// One per queue message, moved once to the caller: boxing the report
+// would save nothing worth its indirection.
+#[allow(clippy::large_enum_variant)]
 pub enum Outcome {
     Order(SyncReport),
     /// A distributor message: `Recorded`, or `AlreadyRecorded` on a replay.
@@ -77,12 +82,28 @@ pub struct SyncReport {
     pub deleted: Vec<AssetId>,
     /// Never-stored assets marked so they cannot be stored later.
     pub tombstoned: Vec<AssetId>,
-    /// Downloaded, but the ledger had meanwhile marked them deleted, so the
-    /// file was removed again.
+    /// Downloaded, but the ledger had meanwhile marked them deleted (or the
+    /// order purged), so the file was removed again.
     pub refused: Vec<AssetId>,
+    /// FAILED assets: those that failed now and the parked ones not tried.
+    pub failed: Vec<FailedAsset>,
     /// For a FINISHED push: the `OK` assets not stored after the sync
     /// (empty means complete). `None` for other pushes.
     pub missing: Option<Vec<AssetId>>,
+}
+
+/// An asset left FAILED by a sync.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailedAsset {
+    pub asset_id: AssetId,
+    /// The last attempt's error.
+    pub reason: String,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// The failure may pass; the push failed so that it is redelivered.
+    pub transient: bool,
+    /// No longer tried by itself (see [`FailedPolicy`]).
+    pub parked: bool,
 }
 
 impl Processor {
@@ -99,11 +120,16 @@ impl Processor {
             ledger,
             download_concurrency,
             metrics: Metrics::Off,
+            failed: FailedPolicy::default(),
         }
     }
 
     pub fn with_metrics(self, metrics: Metrics) -> Processor {
         Processor { metrics, ..self }
+    }
+
+    pub fn with_failed_policy(self, failed: FailedPolicy) -> Processor {
+        Processor { failed, ..self }
     }
 
     /// Handles one queue message body (the webhook's envelope). A body that
@@ -150,8 +176,20 @@ impl Processor {
         deadline: Deadline,
     ) -> Result<SyncReport, ProcessError> {
         let order_id = push.order_id;
-        let view = self.ledger_view(order_id).await?;
         let now = now_rfc3339();
+        if push.status.purges_files() {
+            // Before reading the ledger: from the mark on, no run can record
+            // a file of the order, and whatever was recorded before it is in
+            // the view this purge works from.
+            self.ledger
+                .upsert_order(&sync::purge_mark(push, &now))
+                .await
+                .map_err(|cause| ProcessError::Store {
+                    order: Some(order_id),
+                    cause,
+                })?;
+        }
+        let view = self.ledger_view(order_id).await?;
         let fetched = self.kode.get_order(order_id, deadline).await;
         let plan = match fetched {
             Ok(order) if order.id != order_id => {
@@ -160,7 +198,7 @@ impl Processor {
                     returned: order.id,
                 })
             }
-            Ok(order) => sync::plan(push, &order, &view, &now),
+            Ok(order) => sync::plan(push, &order, &view, &now, self.failed),
             // Deleting must not wait for an API that may no longer show a
             // cancelled order: the ledger knows every stored file.
             Err(e) if sync::purges(push, &view) => {

@@ -10,6 +10,7 @@ use super::fakes::{FakeKode, MemBlobs, MemLedger};
 use super::*;
 use crate::model::{AssetState, ObjectKey};
 use crate::model::{OrderLineId, SubOrderId};
+use crate::sync::FailedPolicy;
 
 struct World {
     kode: Arc<FakeKode>,
@@ -215,7 +216,7 @@ async fn refunded_order_is_purged_even_when_kode_no_longer_shows_it() {
 }
 
 #[tokio::test]
-async fn failure_of_one_download_fails_the_push_and_records_nothing_for_it() {
+async fn transient_failure_fails_the_push_after_the_other_downloads() {
     let w = world(1);
     w.order(
         vec![asset("a1", "OK"), asset("bad", "OK"), asset("a3", "OK")],
@@ -236,17 +237,94 @@ async fn failure_of_one_download_fails_the_push_and_records_nothing_for_it() {
         matches!(&err, ProcessError::Asset { asset, .. } if asset.as_str() == "bad"),
         "{err}"
     );
-    assert!(w.ledger.asset(7, "bad").is_none());
+    // The download after the failing one still ran.
+    assert_eq!(w.ledger.asset(7, "a3").unwrap().state, AssetState::Stored);
+    let bad = w.ledger.asset(7, "bad").unwrap();
+    assert_eq!(bad.state, AssetState::Failed);
+    let failure = bad.failure.unwrap();
+    assert!(failure.transient && failure.attempts == 1, "{failure:?}");
     assert!(w.blobs.content("orders/7/bad/bad kart.pdf").is_none());
     w.assert_every_stored_record_has_its_file();
     // The order is not recorded as synced.
     assert!(w.ledger.order_record(7).is_none());
 
-    // The next delivery completes the order without fetching a1 again.
+    // The next delivery completes the order without fetching a1 or a3 again.
     w.kode.truncated.lock().unwrap().clear();
     let report = w.push("UPDATED").await.unwrap();
-    assert_eq!(names(&report.skipped), ["a1"]);
-    assert_eq!(names(&report.stored), ["bad", "a3"]);
+    assert_eq!(names(&report.skipped), ["a1", "a3"]);
+    assert_eq!(names(&report.stored), ["bad"]);
+    assert_eq!(w.ledger.asset(7, "bad").unwrap().failure, None);
+}
+
+#[tokio::test]
+async fn permanent_failure_fails_only_the_asset() {
+    let w = world(1);
+    w.order(
+        vec![asset("gone", "OK"), asset("a2", "OK"), asset("a3", "OK")],
+        vec![],
+    );
+    w.kode
+        .files
+        .lock()
+        .unwrap()
+        .remove("https://kode.test/files/gone");
+
+    let report = w.push("FINISHED").await.unwrap();
+    assert_eq!(names(&report.stored), ["a2", "a3"]);
+    assert_eq!(report.failed.len(), 1);
+    let failed = &report.failed[0];
+    assert_eq!(failed.asset_id.as_str(), "gone");
+    assert!(failed.reason.contains("404"), "{}", failed.reason);
+    assert!(!failed.transient && !failed.parked && failed.attempts == 1);
+    // The completeness report names it, and the order counts as synced.
+    assert_eq!(report.missing.as_deref().map(names), Some(vec!["gone"]));
+    assert!(w.ledger.order_record(7).unwrap().finished_at.is_some());
+    assert_eq!(w.ledger.asset(7, "gone").unwrap().state, AssetState::Failed);
+}
+
+#[tokio::test]
+async fn failed_asset_is_retried_until_parked_then_only_on_request() {
+    let mut w = world(1);
+    w.processor.failed = FailedPolicy {
+        max_attempts: 2,
+        retry_parked: false,
+    };
+    w.order(vec![asset("gone", "OK")], vec![]);
+    w.kode.files.lock().unwrap().clear();
+
+    let first = w.push("UPDATED").await.unwrap();
+    assert!(!first.failed[0].parked);
+    let second = w.push("UPDATED").await.unwrap();
+    assert!(second.failed[0].parked && second.failed[0].attempts == 2);
+    assert_eq!(w.kode.downloads(), 2);
+
+    // Parked: listed, not tried.
+    let third = w.push("FINISHED").await.unwrap();
+    assert_eq!(w.kode.downloads(), 2);
+    assert!(third.failed[0].parked);
+    assert_eq!(third.missing.as_deref().map(names), Some(vec!["gone"]));
+
+    // Tried on request; a success replaces FAILED.
+    w.order(vec![asset("gone", "OK")], vec![]);
+    w.processor.failed.retry_parked = true;
+    let retried = w.push("UPDATED").await.unwrap();
+    assert_eq!(names(&retried.stored), ["gone"]);
+    assert_eq!(w.ledger.asset(7, "gone").unwrap().state, AssetState::Stored);
+}
+
+#[tokio::test]
+async fn failed_asset_deleted_in_kode_turns_deleted() {
+    let w = world(1);
+    w.order(vec![asset("gone", "OK")], vec![]);
+    w.kode.files.lock().unwrap().clear();
+    w.push("UPDATED").await.unwrap();
+
+    w.order(vec![asset("gone", "DELETED")], vec![]);
+    let report = w.push("UPDATED").await.unwrap();
+    assert_eq!(names(&report.tombstoned), ["gone"]);
+    let record = w.ledger.asset(7, "gone").unwrap();
+    assert_eq!(record.state, AssetState::Deleted);
+    assert_eq!(record.failure, None);
 }
 
 #[tokio::test]
@@ -384,4 +462,27 @@ async fn distributor_message_is_stored_once() {
     assert_eq!(stored.message, "Kommunen er stengt");
     assert_eq!(stored.received_at, "2024-05-02T10:00:00Z");
     assert_eq!(messages.len(), 1);
+}
+
+#[tokio::test]
+async fn past_the_deadline_no_download_starts_and_the_push_is_retried() {
+    let w = world(2);
+    w.order(vec![asset("a1", "OK"), asset("a2", "OK")], vec![]);
+    let push = OrderPush {
+        order_id: OrderId(7),
+        status: PushStatus::Updated,
+        reference: None,
+        technical_reference: None,
+    };
+    let err = w
+        .processor
+        .sync_order(&push, Deadline::after(Duration::ZERO))
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(w.kode.downloads(), 0);
+    assert!(
+        w.ledger.assets.lock().unwrap().is_empty(),
+        "not an attempt: nothing recorded"
+    );
 }

@@ -6,7 +6,8 @@
 use async_trait::async_trait;
 
 use crate::model::{
-    AssetId, AssetRecord, MessageRecord, ObjectKey, ObjectMeta, OrderId, OrderRecord,
+    AssetId, AssetRecord, AssetState, FailedAttempt, MessageRecord, ObjectKey, ObjectMeta, OrderId,
+    OrderRecord,
 };
 use crate::stream::{ChunkSource, SourceError};
 
@@ -71,6 +72,15 @@ pub trait Blobs: Send + Sync {
     async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError>;
 }
 
+/// Result of [`Ledger::record_failed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailedOutcome {
+    /// The asset is FAILED with `attempts` failed attempts, this one included.
+    Recorded { attempts: u32 },
+    /// Stored or deleted meanwhile (a concurrent run): nothing written.
+    Settled(AssetState),
+}
+
 /// Result of a conditional ledger write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordOutcome {
@@ -80,21 +90,30 @@ pub enum RecordOutcome {
     AlreadyRecorded,
     /// Refused: the asset is marked deleted and must not come back.
     AlreadyDeleted,
+    /// Refused: the order is purged, so nothing of it is stored again.
+    OrderPurged,
 }
 
 /// What has been done for each order. Writes are conditional so that a
 /// replay or a concurrent run can neither store twice nor resurrect.
 #[async_trait]
 pub trait Ledger: Send + Sync {
-    /// Every asset record of the order (stored and deleted).
+    /// Every asset record of the order (stored, deleted and failed).
     async fn order_assets(&self, order: OrderId) -> Result<Vec<AssetRecord>, StoreError>;
 
     async fn order(&self, order: OrderId) -> Result<Option<OrderRecord>, StoreError>;
 
-    /// Records a stored asset, unless it is already recorded or deleted.
+    /// Records a stored asset, unless it is already recorded or deleted or
+    /// its order is purged (checked in the same atomic write, so a purge
+    /// running at the same time cannot be missed). Replaces a FAILED record.
     async fn record_stored(&self, record: &AssetRecord) -> Result<RecordOutcome, StoreError>;
 
-    /// Marks an asset deleted (creating a tombstone if it was never stored).
+    /// Records a failed attempt: creates the FAILED record or counts one
+    /// more attempt on it. Never overwrites a STORED or DELETED record.
+    async fn record_failed(&self, attempt: &FailedAttempt) -> Result<FailedOutcome, StoreError>;
+
+    /// Marks an asset deleted (creating a tombstone if it was never stored;
+    /// replacing a FAILED record).
     async fn mark_deleted(
         &self,
         order: OrderId,

@@ -8,11 +8,14 @@ use std::collections::HashMap;
 use crate::model::{
     Asset, AssetId, AssetLocation, AssetStatus, Order, OrderId, OrderPush, PushStatus,
 };
-use crate::model::{AssetRecord, AssetState, ObjectKey, ObjectMeta, OrderRecord};
+use crate::model::{AssetFailure, AssetRecord, AssetState, ObjectKey, ObjectMeta, OrderRecord};
 use crate::names::object_key;
 
+mod failed;
 #[cfg(test)]
 mod tests;
+
+pub use failed::{FailedPolicy, DEFAULT_FAILED_MAX_ATTEMPTS};
 
 /// What the ledger holds for one order before the sync.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -51,7 +54,8 @@ pub struct Plan {
     pub skipped: Vec<Skipped>,
     /// Asset ids the order lists more than once (each is handled once).
     pub duplicates: Vec<AssetId>,
-    /// `OK` assets this sync will not store (marked deleted earlier).
+    /// `OK` assets this sync will not store (marked deleted earlier, or
+    /// parked after failing too often).
     pub ok_not_stored: Vec<AssetId>,
     pub order_update: OrderRecord,
 }
@@ -90,6 +94,7 @@ impl PlannedDownload {
             category: self.meta.product_category.clone(),
             stored_at: Some(now.to_owned()),
             deleted_at: None,
+            failure: None,
         }
     }
 }
@@ -116,20 +121,42 @@ pub enum SkipReason {
     /// An asset status this version does not know: neither stored nor
     /// deleted until KODE says `OK` or `DELETED`.
     UnknownStatus(String),
+    /// FAILED too often for good: not tried again by itself.
+    Parked(AssetFailure),
 }
 
-/// Plans a push with the order as the API returned it.
-pub fn plan(push: &OrderPush, order: &Order, ledger: &LedgerView, now: &str) -> Plan {
-    plan_with(push, Some(order), ledger, now)
+/// Plans a push with the order as the API returned it; `failed` decides
+/// which FAILED assets are tried again.
+pub fn plan(
+    push: &OrderPush,
+    order: &Order,
+    ledger: &LedgerView,
+    now: &str,
+    failed: FailedPolicy,
+) -> Plan {
+    plan_with(push, Some(order), ledger, now, failed)
 }
 
 /// Plans a purge when the API could not be asked (a cancelled order may be
 /// gone from it): every file the ledger knows is deleted.
 pub fn plan_purge_from_ledger(push: &OrderPush, ledger: &LedgerView, now: &str) -> Plan {
-    plan_with(push, None, ledger, now)
+    plan_with(push, None, ledger, now, FailedPolicy::default())
 }
 
-fn plan_with(push: &OrderPush, order: Option<&Order>, ledger: &LedgerView, now: &str) -> Plan {
+/// The order record that marks the order purged. Written before the ledger
+/// is read for a purging push: a concurrent run's `record_stored` is then
+/// either refused or visible to the purge.
+pub fn purge_mark(push: &OrderPush, now: &str) -> OrderRecord {
+    order_update(push, true, now)
+}
+
+fn plan_with(
+    push: &OrderPush,
+    order: Option<&Order>,
+    ledger: &LedgerView,
+    now: &str,
+    failed: FailedPolicy,
+) -> Plan {
     let purge = purges(push, ledger);
     let (assets, duplicates) = order.map(unique_assets).unwrap_or_default();
     let known: HashMap<&AssetId, &AssetRecord> =
@@ -149,18 +176,19 @@ fn plan_with(push: &OrderPush, order: Option<&Order>, ledger: &LedgerView, now: 
     };
 
     if purge {
-        for record in ledger
-            .assets
-            .iter()
-            .filter(|r| r.state == AssetState::Stored)
-        {
-            plan.deletions.push(PlannedDeletion {
+        for record in &ledger.assets {
+            let deletion = || PlannedDeletion {
                 asset_id: record.asset_id.clone(),
                 key: stored_key(
                     record,
                     assets.iter().find(|u| u.asset.id == record.asset_id),
                 ),
-            });
+            };
+            match record.state {
+                AssetState::Stored => plan.deletions.push(deletion()),
+                AssetState::Failed => plan.tombstones.push(deletion()),
+                AssetState::Deleted => {}
+            }
         }
     }
 
@@ -172,7 +200,8 @@ fn plan_with(push: &OrderPush, order: Option<&Order>, ledger: &LedgerView, now: 
             reason,
         };
         match (record, &listed.status) {
-            // Stored files are already among the deletions, from the ledger.
+            // Stored and failed assets are already among the deletions and
+            // tombstones, from the ledger.
             (Some(r), _) if purge => {
                 if r.state == AssetState::Deleted {
                     plan.skipped.push(skip(SkipReason::AlreadyDeleted));
@@ -188,6 +217,13 @@ fn plan_with(push: &OrderPush, order: Option<&Order>, ledger: &LedgerView, now: 
                     plan.ok_not_stored.push(id.clone());
                     plan.skipped.push(skip(SkipReason::DeletedEarlier));
                 }
+                AssetState::Failed => match &r.failure {
+                    Some(f) if !failed.retries(f) => {
+                        plan.ok_not_stored.push(id.clone());
+                        plan.skipped.push(skip(SkipReason::Parked(f.clone())));
+                    }
+                    _ => plan.downloads.push(listed.download(push.order_id)),
+                },
             },
             (Some(r), AssetStatus::Deleted) => match r.state {
                 AssetState::Stored => plan.deletions.push(PlannedDeletion {
@@ -195,6 +231,9 @@ fn plan_with(push: &OrderPush, order: Option<&Order>, ledger: &LedgerView, now: 
                     key: stored_key(r, Some(listed)),
                 }),
                 AssetState::Deleted => plan.skipped.push(skip(SkipReason::AlreadyDeleted)),
+                // Never stored, but an earlier attempt may have left the file
+                // under the key before failing to record it.
+                AssetState::Failed => plan.tombstones.push(listed.deletion(push.order_id)),
             },
             (None, AssetStatus::Ok) => plan.downloads.push(listed.download(push.order_id)),
             (None, AssetStatus::Deleted) => plan.tombstones.push(listed.deletion(push.order_id)),

@@ -55,6 +55,27 @@ fn record(id: &str, state: AssetState) -> AssetRecord {
         category: None,
         stored_at: Some("2024-05-01T00:00:00Z".into()),
         deleted_at: None,
+        failure: None,
+    }
+}
+
+/// The plan with the default treatment of FAILED assets.
+fn plan(push: &OrderPush, order: &Order, ledger: &LedgerView, now: &str) -> Plan {
+    super::plan(push, order, ledger, now, FailedPolicy::default())
+}
+
+fn failed(id: &str, attempts: u32, transient: bool) -> AssetRecord {
+    AssetRecord {
+        key: None,
+        bytes: None,
+        stored_at: None,
+        failure: Some(AssetFailure {
+            reason: "KODE answered 404 for the download".into(),
+            attempts,
+            last_attempt_at: "2024-05-01T00:00:00Z".into(),
+            transient,
+        }),
+        ..record(id, AssetState::Failed)
     }
 }
 
@@ -380,4 +401,82 @@ fn record_of_a_download_carries_what_was_stored() {
     assert_eq!((r.bytes, r.sha256.as_deref()), (Some(42), Some("ab")));
     assert_eq!(r.order_line_id, Some(OrderLineId(21)));
     assert_eq!(r.stored_at.as_deref(), Some(NOW));
+}
+
+#[test]
+fn failed_asset_is_tried_again_until_parked() {
+    let order = order(vec![asset("a1", "OK"), asset("a2", "OK")], vec![]);
+    let plan = plan(
+        &push("UPDATED"),
+        &order,
+        &ledger(vec![failed("a1", 9, false), failed("a2", 10, false)]),
+        NOW,
+    );
+    assert_eq!(download_ids(&plan), ["a1"]);
+    assert!(matches!(
+        skip_of(&plan, "a2"),
+        Some(SkipReason::Parked(f)) if f.attempts == 10
+    ));
+    assert_eq!(ids(&plan.ok_not_stored), ["a2"]);
+}
+
+#[test]
+fn transiently_failed_asset_is_never_parked() {
+    let plan = plan(
+        &push("UPDATED"),
+        &order(vec![asset("a1", "OK")], vec![]),
+        &ledger(vec![failed("a1", 50, true)]),
+        NOW,
+    );
+    assert_eq!(download_ids(&plan), ["a1"]);
+}
+
+#[test]
+fn retry_parked_downloads_parked_assets_and_the_limit_is_configurable() {
+    let order = order(vec![asset("a1", "OK")], vec![]);
+    let view = ledger(vec![failed("a1", 3, false)]);
+    let strict = FailedPolicy {
+        max_attempts: 3,
+        retry_parked: false,
+    };
+    let strict_plan = super::plan(&push("UPDATED"), &order, &view, NOW, strict);
+    assert!(strict_plan.downloads.is_empty());
+    let retry = FailedPolicy {
+        retry_parked: true,
+        ..strict
+    };
+    let retry_plan = super::plan(&push("UPDATED"), &order, &view, NOW, retry);
+    assert_eq!(download_ids(&retry_plan), ["a1"]);
+}
+
+#[test]
+fn failed_asset_deleted_in_kode_is_tombstoned() {
+    let plan = plan(
+        &push("UPDATED"),
+        &order(vec![asset("a1", "DELETED")], vec![]),
+        &ledger(vec![failed("a1", 10, false)]),
+        NOW,
+    );
+    assert!(plan.downloads.is_empty() && plan.deletions.is_empty());
+    assert_eq!(ids(plan.tombstones.iter().map(|d| &d.asset_id)), ["a1"]);
+}
+
+#[test]
+fn purge_tombstones_failed_assets_with_or_without_the_order() {
+    let view = ledger(vec![
+        failed("a1", 1, false),
+        record("a2", AssetState::Stored),
+    ]);
+    let with_order = plan(
+        &push("CANCELLED"),
+        &order(vec![asset("a1", "OK"), asset("a2", "OK")], vec![]),
+        &view,
+        NOW,
+    );
+    let from_ledger = plan_purge_from_ledger(&push("CANCELLED"), &view, NOW);
+    for plan in [with_order, from_ledger] {
+        assert!(plan.downloads.is_empty());
+        assert_eq!(ids(plan.deletions.iter().map(|d| &d.asset_id)), ["a2"]);
+        assert_eq!(ids(plan.tombstones.iter().map(|d| &d.asset_id)), ["a1"]);
+    }
 }

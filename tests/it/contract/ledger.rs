@@ -97,6 +97,7 @@ fn stored(asset: &str) -> AssetRecord {
         category: Some("Kart og målebrev".into()),
         stored_at: Some("2024-05-01T10:00:00Z".into()),
         deleted_at: None,
+        failure: None,
     }
 }
 

@@ -7,9 +7,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use fake_kode::{samples, AssetContent, AssetSpec, Endpoint, OrderSpec, Recorder};
 use kode::model::{AssetId, OrderId};
-use kode::model::{AssetRecord, AssetState, MessageRecord, OrderRecord};
+use kode::model::{AssetRecord, AssetState, FailedAttempt, MessageRecord, OrderRecord};
 use kode::store::aws::DynamoLedger;
-use kode::store::{Ledger, RecordOutcome, StoreError};
+use kode::store::{FailedOutcome, Ledger, RecordOutcome, StoreError};
 use serde_json::json;
 
 use super::harness::{Ack, Env};
@@ -96,6 +96,9 @@ impl Ledger for CrashOnceLedger {
         }
         self.inner.record_stored(record).await
     }
+    async fn record_failed(&self, attempt: &FailedAttempt) -> Result<FailedOutcome, StoreError> {
+        self.inner.record_failed(attempt).await
+    }
     async fn mark_deleted(
         &self,
         order: OrderId,
@@ -157,7 +160,11 @@ async fn a_truncated_download_stores_nothing_and_fails_the_record() {
         "the body was started"
     );
     assert_eq!(env.keys("").await, Vec::<String>::new());
-    assert!(env.asset_record(7107, &asset.id).await.is_none());
+    // Recorded as a transient failure: tried again with the redelivery.
+    let record = env.asset_record(7107, &asset.id).await.expect("entry");
+    assert_eq!(record.state, AssetState::Failed);
+    let failure = record.failure.expect("failure");
+    assert!(failure.transient && failure.attempts == 1, "{failure:?}");
     env.cleanup().await;
 }
 
@@ -169,14 +176,23 @@ async fn an_off_host_download_url_is_refused_and_the_foreign_host_sees_nothing()
     env.fake.add_order(order_with(7109, vec![asset.clone()]));
     env.fake
         .set_asset_download_url(&asset.id, &recorder.url("/shopping/v2/assets/foreign-1"));
-    let sent = env.send_order(7109, "NEW").await;
+    env.send_order(7109, "NEW").await;
 
+    // Refused for good: the asset fails, the push does not.
     let delivery = env.deliver(1, Ack::Yes).await;
-    assert_eq!(delivery.failed, vec![sent]);
+    assert!(delivery.failed.is_empty(), "{:?}", delivery.failed);
     let seen = recorder.requests();
     assert!(seen.is_empty(), "the foreign host was contacted: {seen:?}");
     assert_eq!(env.keys("").await, Vec::<String>::new());
-    assert!(env.asset_record(7109, &asset.id).await.is_none());
+    let record = env.asset_record(7109, &asset.id).await.expect("entry");
+    assert_eq!(record.state, AssetState::Failed);
+    let failure = record.failure.expect("failure");
+    assert!(!failure.transient, "{failure:?}");
+    assert!(
+        failure.reason.contains("not a configured KODE host"),
+        "{}",
+        failure.reason
+    );
     env.cleanup().await;
 }
 
@@ -229,5 +245,123 @@ async fn a_multipart_sized_asset_arrives_byte_exact() {
     let delivery = env.deliver(1, Ack::Yes).await;
     assert!(delivery.failed.is_empty(), "{:?}", delivery.failed);
     env.assert_stored(7113, 7114, None, &asset).await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn poison_assets_among_good_ones_fail_only_themselves() {
+    let env =
+        Env::start_configured(|config| config.max_asset_bytes = 100_000, |l| Arc::new(l)).await;
+    let recorder = Recorder::start().await;
+    let foreign = AssetSpec::ok("poison-foreign", "Utenlands.pdf", content(5_000, 40));
+    let missing = AssetSpec::ok("poison-404", "Borte.pdf", content(5_000, 41));
+    let large = AssetSpec::ok("poison-large", "Stor.pdf", content(150_000, 42));
+    let good: Vec<AssetSpec> = (0..10)
+        .map(|i| {
+            AssetSpec::ok(
+                &format!("good-{i}"),
+                &format!("Kart {i}.pdf"),
+                content(8_000, 50 + i),
+            )
+        })
+        .collect();
+    // The poison first: they used to stop every download after them.
+    let mut assets = vec![foreign.clone(), missing.clone(), large.clone()];
+    assets.extend(good.iter().cloned());
+    env.fake.add_order(order_with(7121, assets));
+    env.fake
+        .set_asset_download_url(&foreign.id, &recorder.url("/shopping/v2/assets/x"));
+    env.fake
+        .set_asset_download_url(&missing.id, &env.fake.asset_download_url("no-such-asset"));
+
+    env.send_order(7121, "NEW").await;
+    let first = env.deliver(1, Ack::Yes).await;
+    assert!(first.failed.is_empty(), "{:?}", first.failed);
+    for asset in &good {
+        env.assert_stored(7121, 7122, None, asset).await;
+    }
+    for (asset, says) in [
+        (&foreign, "not a configured KODE host"),
+        (&missing, "404"),
+        (&large, "larger than the maximum"),
+    ] {
+        let record = env.asset_record(7121, &asset.id).await.expect("entry");
+        assert_eq!(record.state, AssetState::Failed, "{}", asset.id);
+        let failure = record.failure.expect("failure");
+        assert!(
+            failure.reason.contains(says),
+            "{}: {}",
+            asset.id,
+            failure.reason
+        );
+        assert_eq!(failure.attempts, 1);
+        assert!(!failure.transient);
+    }
+    assert!(env.object(&key_of(7121, &large)).await.is_none());
+
+    // The next push of the order is handled at once: the poison is tried
+    // again, the good files are not fetched again.
+    env.send_order(7121, "FINISHED").await;
+    let next = env.deliver(1, Ack::Yes).await;
+    assert!(next.failed.is_empty(), "{:?}", next.failed);
+    for asset in &good {
+        assert_eq!(env.fake.asset_downloads(&asset.id), 1, "{}", asset.id);
+    }
+    let record = env.asset_record(7121, &large.id).await.expect("entry");
+    assert_eq!(record.failure.expect("failure").attempts, 2);
+    let order = env
+        .ledger
+        .order(OrderId(7121))
+        .await
+        .unwrap()
+        .expect("order");
+    assert!(
+        order.finished_at.is_some(),
+        "the push succeeded and was recorded"
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_transient_failure_fails_the_push_once_the_others_are_stored() {
+    let env = Env::start().await;
+    let flaky = AssetSpec::ok("flaky-1", "Ustabil.pdf", content(64 * 1024, 60));
+    let good: Vec<AssetSpec> = (0..3)
+        .map(|i| {
+            AssetSpec::ok(
+                &format!("steady-{i}"),
+                &format!("Kart {i}.pdf"),
+                content(6_000, 61 + i),
+            )
+        })
+        .collect();
+    let mut assets = vec![flaky.clone()];
+    assets.extend(good.iter().cloned());
+    env.fake.add_order(order_with(7123, assets));
+    env.fake.truncate_asset(&flaky.id, 10_000);
+    env.fake.slow_asset(&flaky.id, Duration::from_millis(5));
+    let sent = env.send_order(7123, "NEW").await;
+
+    let delivery = env.deliver(1, Ack::Yes).await;
+    assert_eq!(
+        delivery.failed,
+        vec![sent],
+        "redelivered for the flaky file"
+    );
+    for asset in &good {
+        env.assert_stored(7123, 7124, None, asset).await;
+    }
+    let record = env.asset_record(7123, &flaky.id).await.expect("entry");
+    assert!(record.failure.expect("failure").transient);
+
+    // KODE serves it whole again: the redelivery fetches only that file.
+    env.fake.truncate_asset(&flaky.id, u64::MAX);
+    env.release(&delivery).await;
+    let redelivered = env.deliver(1, Ack::Yes).await;
+    assert!(redelivered.failed.is_empty(), "{:?}", redelivered.failed);
+    env.assert_stored(7123, 7124, None, &flaky).await;
+    for asset in &good {
+        assert_eq!(env.fake.asset_downloads(&asset.id), 1, "{}", asset.id);
+    }
     env.cleanup().await;
 }

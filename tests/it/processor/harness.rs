@@ -65,6 +65,14 @@ impl Env {
 
     /// `wrap` may put a fault-injecting [`Ledger`] around the real one.
     pub async fn start_with(wrap: impl FnOnce(DynamoLedger) -> Arc<dyn Ledger>) -> Env {
+        Env::start_configured(|_| {}, wrap).await
+    }
+
+    /// `adjust` changes the KODE client's settings (e.g. the size cap).
+    pub async fn start_configured(
+        adjust: impl FnOnce(&mut ApiConfig),
+        wrap: impl FnOnce(DynamoLedger) -> Arc<dyn Ledger>,
+    ) -> Env {
         let aws = support::aws_config().await;
         let fake = FakeKode::start().await;
 
@@ -108,7 +116,9 @@ impl Env {
             .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
             .expect("queue ARN");
 
-        let kode = KodeClient::new(api_config(&fake)).expect("KODE client");
+        let mut config = api_config(&fake);
+        adjust(&mut config);
+        let kode = KodeClient::new(config).expect("KODE client");
         let blobs = S3Blobs::new(s3.clone(), &bucket);
         let processor = Processor::new(Arc::new(kode), Arc::new(blobs), wrap(ledger.clone()), 4);
         Env {
@@ -283,7 +293,7 @@ impl Env {
     }
 }
 
-fn api_config(fake: &FakeKode) -> ApiConfig {
+pub(super) fn api_config(fake: &FakeKode) -> ApiConfig {
     let c = fake.credentials();
     let credentials = Credentials {
         client_id: c.client_id,

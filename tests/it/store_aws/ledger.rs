@@ -1,10 +1,12 @@
 //! `DynamoLedger` against moto, beyond the ledger contract (`contract/ledger.rs`):
 //! paging, a missing table, and what the message item holds.
 
+use kode::model::{
+    AssetFailure, AssetRecord, AssetState, FailedAttempt, MessageRecord, ObjectKey, OrderRecord,
+};
 use kode::model::{AssetId, OrderId, OrderLineId, SubOrderId};
-use kode::model::{AssetRecord, AssetState, MessageRecord, ObjectKey};
 use kode::store::aws::DynamoLedger;
-use kode::store::{Ledger, RecordOutcome};
+use kode::store::{FailedOutcome, Ledger, RecordOutcome};
 
 use crate::support;
 
@@ -33,6 +35,17 @@ fn stored(asset: &str) -> AssetRecord {
         category: Some("Kart".into()),
         stored_at: Some("2024-05-01T10:00:00Z".into()),
         deleted_at: None,
+        failure: None,
+    }
+}
+
+fn attempt(asset: &str, reason: &str, transient: bool) -> FailedAttempt {
+    FailedAttempt {
+        order_id: ORDER,
+        asset_id: AssetId::from(asset),
+        reason: reason.into(),
+        at: "2024-05-01T11:00:00Z".into(),
+        transient,
     }
 }
 
@@ -130,4 +143,123 @@ async fn a_missing_table_is_a_permanent_error() {
     );
     let err = ledger.order_assets(ORDER).await.unwrap_err();
     assert!(!err.is_retryable(), "{err}");
+}
+
+#[tokio::test]
+async fn failed_attempts_are_counted_and_the_last_reason_kept() {
+    let (ledger, _) = ledger().await;
+    assert_eq!(
+        ledger
+            .record_failed(&attempt("a1", "404", false))
+            .await
+            .unwrap(),
+        FailedOutcome::Recorded { attempts: 1 }
+    );
+    assert_eq!(
+        ledger
+            .record_failed(&attempt("a1", "503", true))
+            .await
+            .unwrap(),
+        FailedOutcome::Recorded { attempts: 2 }
+    );
+    let assets = ledger.order_assets(ORDER).await.unwrap();
+    assert_eq!(assets.len(), 1);
+    assert_eq!(assets[0].state, AssetState::Failed);
+    assert_eq!(
+        assets[0].failure,
+        Some(AssetFailure {
+            reason: "503".into(),
+            attempts: 2,
+            last_attempt_at: "2024-05-01T11:00:00Z".into(),
+            transient: true,
+        })
+    );
+}
+
+#[tokio::test]
+async fn a_failure_never_overwrites_stored_or_deleted_and_both_replace_it() {
+    let (ledger, _) = ledger().await;
+    ledger.record_stored(&stored("kept")).await.unwrap();
+    ledger
+        .mark_deleted(ORDER, &AssetId::from("gone"), "2024-05-02T00:00:00Z")
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger
+            .record_failed(&attempt("kept", "404", false))
+            .await
+            .unwrap(),
+        FailedOutcome::Settled(AssetState::Stored)
+    );
+    assert_eq!(
+        ledger
+            .record_failed(&attempt("gone", "404", false))
+            .await
+            .unwrap(),
+        FailedOutcome::Settled(AssetState::Deleted)
+    );
+
+    ledger
+        .record_failed(&attempt("later", "503", true))
+        .await
+        .unwrap();
+    ledger
+        .record_failed(&attempt("withdrawn", "404", false))
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger.record_stored(&stored("later")).await.unwrap(),
+        RecordOutcome::Recorded
+    );
+    ledger
+        .mark_deleted(ORDER, &AssetId::from("withdrawn"), "2024-05-02T00:00:00Z")
+        .await
+        .unwrap();
+
+    let assets = ledger.order_assets(ORDER).await.unwrap();
+    let state = |id: &str| assets.iter().find(|r| r.asset_id.as_str() == id).unwrap();
+    assert_eq!(state("kept"), &stored("kept"));
+    assert_eq!(state("gone").state, AssetState::Deleted);
+    assert_eq!(state("later"), &stored("later"));
+    assert_eq!(state("withdrawn").state, AssetState::Deleted);
+    assert_eq!(state("withdrawn").failure, None);
+}
+
+#[tokio::test]
+async fn a_purged_order_never_gets_a_new_stored_entry() {
+    let (ledger, _) = ledger().await;
+    ledger.record_stored(&stored("before")).await.unwrap();
+    ledger
+        .record_failed(&attempt("failed", "503", true))
+        .await
+        .unwrap();
+    ledger
+        .upsert_order(&OrderRecord {
+            order_id: Some(ORDER),
+            purged_at: Some("2024-05-03T00:00:00Z".into()),
+            ..OrderRecord::default()
+        })
+        .await
+        .unwrap();
+
+    for asset in ["late", "failed"] {
+        assert_eq!(
+            ledger.record_stored(&stored(asset)).await.unwrap(),
+            RecordOutcome::OrderPurged,
+            "{asset}"
+        );
+    }
+    assert_eq!(
+        ledger.record_stored(&stored("before")).await.unwrap(),
+        RecordOutcome::AlreadyRecorded
+    );
+    let stored_ids: Vec<String> = ledger
+        .order_assets(ORDER)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.state == AssetState::Stored)
+        .map(|r| r.asset_id.to_string())
+        .collect();
+    assert_eq!(stored_ids, ["before"]);
 }

@@ -17,6 +17,7 @@ use kode::model::OrderId;
 use kode::model::{AssetRecord, AssetState};
 use kode::store::local::QueueOptions;
 use kode::store::Ledger;
+use kode::sync::FailedPolicy;
 use kode::Secret;
 use serde_json::json;
 use url::Url;
@@ -142,6 +143,7 @@ async fn start_pipeline(
             ..QueueOptions::default()
         },
         message_timeout: Duration::from_secs(60),
+        failed: FailedPolicy::default(),
     })
     .await?;
     Ok(pipeline)
@@ -211,7 +213,7 @@ impl Demo<'_> {
         for record in after.values() {
             let was = before.get(&record.asset_id.0).map(|r| r.state);
             match (was, record.state) {
-                (None | Some(AssetState::Deleted), AssetState::Stored) => {
+                (None | Some(AssetState::Deleted | AssetState::Failed), AssetState::Stored) => {
                     let bytes = record.bytes.unwrap_or_default();
                     self.totals.stored += 1;
                     self.totals.stored_bytes += bytes;

@@ -5,7 +5,7 @@ pub mod dead_letters;
 pub mod demo;
 mod input;
 pub mod order;
-mod order_view;
+pub(crate) mod order_view;
 pub mod price;
 pub mod products;
 pub mod serve;

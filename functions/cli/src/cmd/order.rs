@@ -3,6 +3,7 @@
 use clap::{Args, Subcommand};
 use kode::api::ApiError;
 use kode::model::{CreateOrderRequest, OrderData, OrderId, RequestError};
+use kode::sync::FailedPolicy;
 
 use super::input::{CadastreArgs, DeliveryArgs, MapArgs, ProductArgs, ShareArgs};
 use super::order_view;
@@ -199,7 +200,13 @@ async fn get(
     let client = settings.client().await?;
     let order = client.get_order(id, settings.deadline()).await?;
     let places = match &store {
-        Some(store) => Some(store.asset_places(id).await?),
+        Some(store) => {
+            let failed = FailedPolicy {
+                max_attempts: settings.failed_max_attempts()?,
+                retry_parked: false,
+            };
+            Some(store.asset_places(id, &failed).await?)
+        }
         None => None,
     };
     output::print(&order_view::render(&order, places.as_ref()))?;

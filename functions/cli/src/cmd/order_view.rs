@@ -11,6 +11,13 @@ use crate::output::{clip, money, Table};
 /// configured (the column is left out).
 pub type Places = BTreeMap<AssetId, String>;
 
+/// How a FAILED asset shows in the STORED column: parked ones are no longer
+/// tried by themselves (`kode sync ORDER --retry-failed` tries them).
+pub fn failed_place(parked: bool, attempts: u32, reason: &str) -> String {
+    let state = if parked { "PARKED" } else { "FAILED" };
+    format!("{state} after {attempts} attempt(s): {reason}")
+}
+
 pub fn render(order: &Order, places: Option<&Places>) -> String {
     let mut out = format!(
         "Order {}  status {}\n",
@@ -187,5 +194,37 @@ mod tests {
         assert_eq!(row("a1"), "s3://b/orders/1/a1/Kart.pdf");
         assert_eq!(row("a2"), "deleted");
         assert_eq!(row("a3"), "-");
+    }
+
+    #[test]
+    fn failed_and_parked_assets_show_with_their_reason() {
+        let order: Order = serde_json::from_value(serde_json::json!({
+            "id": 1, "status": "FINISHED",
+            "orders": [{ "id": 2, "assets": [
+                {"id": "a1", "filename": "Kart.pdf", "downloadUrl": "u", "assetStatus": "OK"},
+                {"id": "a2", "filename": "Plan.pdf", "downloadUrl": "u", "assetStatus": "OK"}] }]
+        }))
+        .unwrap();
+        let places = Places::from([
+            (
+                AssetId::from("a1"),
+                failed_place(false, 2, "KODE answered 404 for u: gone"),
+            ),
+            (
+                AssetId::from("a2"),
+                failed_place(true, 10, "refused download from evil.test"),
+            ),
+        ]);
+        let text = render(&order, Some(&places));
+        assert!(
+            text.contains("Kart.pdf  FAILED after 2 attempt(s): KODE answered 404 for u: gone\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "Plan.pdf  PARKED after 10 attempt(s): refused download from evil.test\n"
+            ),
+            "{text}"
+        );
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use kode::intake::PushSecret;
 use kode::store::local::QueueOptions;
+use kode::sync::FailedPolicy;
 use kode::Secret;
 use tracing::info;
 
@@ -125,6 +126,10 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> Result<(), CliError> {
         workers: usize::from(pipeline_args.workers),
         queue: pipeline_args.queue_options(),
         message_timeout: Duration::from_secs(pipeline_args.message_timeout_secs),
+        failed: FailedPolicy {
+            max_attempts: settings.failed_max_attempts()?,
+            retry_parked: false,
+        },
     })
     .await?;
 

@@ -7,9 +7,10 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use kode::model::{AssetId, OrderId, OrderPush, PushStatus};
 use kode::process::{Processor, SyncReport};
+use kode::sync::FailedPolicy;
 use serde_json::json;
 
-use super::order_view::Places;
+use super::order_view::{failed_place, Places};
 use crate::error::CliError;
 use crate::output::{self, Table};
 use crate::settings::{GlobalArgs, Settings};
@@ -23,12 +24,15 @@ The order is fetched from KODE and the store brought in line with it, exactly
 as the processor does for a push of the given status: new OK files are
 downloaded, files KODE marks DELETED are removed, files already stored are
 not downloaded again. CANCELLED and REFUNDED delete every file of the order.
+A file that failed FAILED_MAX_ATTEMPTS times for good (default 10) is parked:
+no longer tried by itself; --retry-failed tries it again.
 
 Examples:
   kode sync 2345678 --data-dir ./kode-data
   kode sync 2345678 --bucket kode-push-assets --table kode-push-ledger
   ASSET_BUCKET=kode-push-assets LEDGER_TABLE=kode-push-ledger kode sync 2345678 --json
-  kode sync 2345678 --status CANCELLED --data-dir ./kode-data";
+  kode sync 2345678 --status CANCELLED --data-dir ./kode-data
+  kode sync 2345678 --retry-failed --data-dir ./kode-data";
 
 #[derive(Args, Debug)]
 #[command(after_help = AFTER_HELP)]
@@ -43,6 +47,9 @@ pub struct SyncArgs {
     #[arg(long, value_name = "N", default_value_t = 4,
           value_parser = clap::value_parser!(u16).range(1..))]
     download_concurrency: u16,
+    /// Try parked files again (those that failed FAILED_MAX_ATTEMPTS times)
+    #[arg(long)]
+    retry_failed: bool,
     /// Print the sync report as JSON
     #[arg(long)]
     json: bool,
@@ -75,6 +82,10 @@ impl Status {
 
 pub async fn run(args: SyncArgs, global: &GlobalArgs) -> Result<(), CliError> {
     let settings = Settings::load(global)?;
+    let failed = FailedPolicy {
+        max_attempts: settings.failed_max_attempts()?,
+        retry_parked: args.retry_failed,
+    };
     // Neither contacts KODE yet; the client first, so that a configuration
     // error leaves no new data directory behind.
     let kode = settings.client().await?;
@@ -92,7 +103,8 @@ pub async fn run(args: SyncArgs, global: &GlobalArgs) -> Result<(), CliError> {
         Arc::clone(&store.blobs),
         Arc::clone(&store.ledger),
         usize::from(args.download_concurrency),
-    );
+    )
+    .with_failed_policy(failed);
     let push = OrderPush {
         order_id: args.order,
         status: args.status.push_status(),
@@ -105,7 +117,7 @@ pub async fn run(args: SyncArgs, global: &GlobalArgs) -> Result<(), CliError> {
     if args.json {
         output::print_json(&report_json(&report))?;
     } else {
-        let places = store.asset_places(report.order_id).await?;
+        let places = store.asset_places(report.order_id, &failed).await?;
         output::print(&render(&report, &store, &places))?;
     }
     if let Some(missing) = report.missing.as_ref().filter(|m| !m.is_empty()) {
@@ -114,6 +126,13 @@ pub async fn run(args: SyncArgs, global: &GlobalArgs) -> Result<(), CliError> {
             report.order_id,
             missing.len(),
             ids(missing)
+        );
+    }
+    let parked = report.failed.iter().filter(|f| f.parked).count();
+    if parked > 0 && !args.retry_failed {
+        eprintln!(
+            "note: {parked} parked file(s) were not tried; `kode sync {} --retry-failed` tries them",
+            report.order_id
         );
     }
     Ok(())
@@ -142,7 +161,7 @@ fn render(report: &SyncReport, store: &Store, places: &Places) -> String {
         ("tombstoned", &report.tombstoned),
         ("refused", &report.refused),
     ];
-    if groups.iter().all(|(_, assets)| assets.is_empty()) {
+    if groups.iter().all(|(_, assets)| assets.is_empty()) && report.failed.is_empty() {
         return out;
     }
     let mut table = Table::new(&["ACTION", "ASSET", "STORED"]);
@@ -154,6 +173,14 @@ fn render(report: &SyncReport, store: &Store, places: &Places) -> String {
             };
             table.row(vec![action.into(), asset.to_string(), place.into()]);
         }
+    }
+    for f in &report.failed {
+        let action = if f.parked { "parked" } else { "failed" };
+        table.row(vec![
+            action.into(),
+            f.asset_id.to_string(),
+            failed_place(f.parked, f.attempts, &f.reason),
+        ]);
     }
     out.push('\n');
     out.push_str(&table.render("  "));
@@ -180,6 +207,13 @@ fn report_json(report: &SyncReport) -> serde_json::Value {
         "deleted": report.deleted,
         "tombstoned": report.tombstoned,
         "refused": report.refused,
+        "failed": report.failed.iter().map(|f| json!({
+            "assetId": f.asset_id,
+            "reason": f.reason,
+            "attempts": f.attempts,
+            "transient": f.transient,
+            "parked": f.parked,
+        })).collect::<Vec<_>>(),
         "missing": report.missing,
     })
 }

@@ -20,6 +20,7 @@ use kode::intake::{Intake, PushSecret};
 use kode::process::Processor;
 use kode::store::local::{DiskBlobs, QueueOptions, SqliteLedger, SqliteQueue};
 use kode::store::StoreError;
+use kode::sync::FailedPolicy;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -38,6 +39,8 @@ pub struct PipelineConfig {
     pub queue: QueueOptions,
     /// What one queue message may take before it counts as failed.
     pub message_timeout: Duration,
+    /// When FAILED assets are tried again.
+    pub failed: FailedPolicy,
 }
 
 /// Why the pipeline could not start.
@@ -135,12 +138,15 @@ impl Pipeline {
         }
 
         let kode = KodeClient::new(config.api)?;
-        let processor = Arc::new(Processor::new(
-            Arc::new(kode),
-            Arc::new(blobs.clone()),
-            Arc::new(ledger.clone()),
-            config.download_concurrency.max(1),
-        ));
+        let processor = Arc::new(
+            Processor::new(
+                Arc::new(kode),
+                Arc::new(blobs.clone()),
+                Arc::new(ledger.clone()),
+                config.download_concurrency.max(1),
+            )
+            .with_failed_policy(config.failed),
+        );
         let intake = Arc::new(Intake::new(Arc::new(queue.clone()), config.push_secret));
 
         let listen_error = |source| PipelineError::Listen {

@@ -35,17 +35,23 @@ pub struct Serve {
 impl Serve {
     /// Starts `kode serve` on a free loopback port against `fake`.
     pub fn start(data_dir: &Path, fake: &FakeKode, extra: &[&str]) -> Serve {
-        let credentials = fake.credentials();
+        Serve::start_with_env(data_dir, fake, extra, &[])
+    }
+
+    /// As [`Serve::start`], with more environment variables.
+    pub fn start_with_env(
+        data_dir: &Path,
+        fake: &FakeKode,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Serve {
         let mut child = kode()
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .env("HOME", data_dir)
-            .env("KODE_API_URL", fake.base_url())
-            .env("KODE_CLIENT_ID", credentials.client_id)
-            .env("KODE_CLIENT_SECRET", credentials.client_secret)
-            .env("KODE_USERNAME", credentials.username)
-            .env("KODE_PASSWORD", credentials.password)
+            .envs(fake_env(fake))
+            .envs(env.iter().copied())
             .env("PUSH_TOKEN", PUSH_TOKEN)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -138,10 +144,28 @@ impl Drop for Serve {
     }
 }
 
+/// What a user of the fake KODE sets: its URL and credentials.
+pub fn fake_env(fake: &FakeKode) -> Vec<(&'static str, String)> {
+    let c = fake.credentials();
+    vec![
+        ("KODE_API_URL", fake.base_url()),
+        ("KODE_CLIENT_ID", c.client_id),
+        ("KODE_CLIENT_SECRET", c.client_secret),
+        ("KODE_USERNAME", c.username),
+        ("KODE_PASSWORD", c.password),
+    ]
+}
+
 /// Runs a `kode` command to its end (killed if it overruns).
 pub fn run_kode(args: &[&str], cwd: &Path) -> Output {
+    run_kode_env(args, cwd, Vec::new())
+}
+
+/// As [`run_kode`], with environment variables.
+pub fn run_kode_env(args: &[&str], cwd: &Path, env: Vec<(&str, String)>) -> Output {
     let child = kode()
         .args(args)
+        .envs(env)
         .env("HOME", cwd)
         .current_dir(cwd)
         .stdin(Stdio::null())

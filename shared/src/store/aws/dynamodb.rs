@@ -9,14 +9,20 @@ mod items;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Put, ReturnValue, TransactWriteItem,
+};
 
 use super::sdk_error::classify;
 use crate::model::{
-    recorded_text, AssetId, AssetRecord, AssetState, MessageRecord, OrderId, OrderRecord,
+    recorded_text, AssetRecord, AssetState, FailedAttempt, MessageRecord, OrderRecord,
 };
-use crate::store::{Ledger, RecordOutcome, StoreError};
-use items::{ASSET_PREFIX, DELETED, ORDER_SK};
+use crate::model::{AssetId, OrderId};
+use crate::store::{FailedOutcome, Ledger, RecordOutcome, StoreError};
+use items::{
+    ASSET_PREFIX, ATTEMPTS, DELETED, FAILED, FAILURE_REASON, FAILURE_TRANSIENT, LAST_ATTEMPT_AT,
+    ORDER_SK,
+};
 
 /// The ledger table. Cheap to clone (the client is shared).
 #[derive(Debug, Clone)]
@@ -49,6 +55,17 @@ impl DynamoLedger {
             .await
             .map_err(|e| classify(&what, e))?;
         Ok(output.item)
+    }
+
+    async fn asset(
+        &self,
+        order: OrderId,
+        asset: &AssetId,
+    ) -> Result<Option<AssetRecord>, StoreError> {
+        self.get(items::order_pk(order), items::asset_sk(asset))
+            .await?
+            .map(|item| items::asset_record(&item))
+            .transpose()
     }
 }
 
@@ -95,41 +112,120 @@ impl Ledger for DynamoLedger {
                 record.order_id, record.asset_id
             )));
         }
-        let item = items::asset_item(record);
         let what = format!(
-            "PutItem ORDER#{}/ASSET#{}",
+            "TransactWriteItems ORDER#{}/ASSET#{}",
             record.order_id, record.asset_id
         );
+        let invalid =
+            |e: aws_sdk_dynamodb::error::BuildError| StoreError::Permanent(format!("{what}: {e}"));
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(items::asset_item(record)))
+            .condition_expression("attribute_not_exists(pk) OR #state = :failed")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":failed", AttributeValue::S(FAILED.into()))
+            .build()
+            .map_err(invalid)?;
+        // In the same transaction: a purge marked before it makes it fail,
+        // one marked after it finds the record in the ledger.
+        let not_purged = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(items::key(
+                items::order_pk(record.order_id),
+                ORDER_SK.to_owned(),
+            )))
+            .condition_expression("attribute_not_exists(purgedAt)")
+            .build()
+            .map_err(invalid)?;
         let result = self
             .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(
+                TransactWriteItem::builder()
+                    .condition_check(not_purged)
+                    .build(),
+            )
             .send()
             .await;
-        if applied(result, &what)? {
-            return Ok(RecordOutcome::Recorded);
+        match result {
+            Ok(_) => return Ok(RecordOutcome::Recorded),
+            Err(err) if err.code() == Some("TransactionCanceledException") => {}
+            Err(err) => return Err(classify(&what, err)),
         }
-        let existing = self
-            .get(
-                items::order_pk(record.order_id),
-                items::asset_sk(&record.asset_id),
-            )
-            .await?;
-        match existing
-            .map(|item| items::asset_record(&item))
-            .transpose()?
-        {
+        match self.asset(record.order_id, &record.asset_id).await? {
             Some(existing) if existing.state == AssetState::Deleted => {
-                Ok(RecordOutcome::AlreadyDeleted)
+                return Ok(RecordOutcome::AlreadyDeleted)
             }
-            Some(_) => Ok(RecordOutcome::AlreadyRecorded),
-            // Ledger items are never removed, so this is a race we
-            // cannot explain: let a later attempt look again.
-            None => Err(StoreError::Unavailable(format!(
-                "{what}: condition failed but the item is gone"
-            ))),
+            Some(existing) if existing.state == AssetState::Stored => {
+                return Ok(RecordOutcome::AlreadyRecorded)
+            }
+            _ => {}
+        }
+        let purged = self
+            .order(record.order_id)
+            .await?
+            .is_some_and(|o| o.purged_at.is_some());
+        if purged {
+            return Ok(RecordOutcome::OrderPurged);
+        }
+        // Cancelled with no condition failing: a concurrent transaction on
+        // the same items. Let a later attempt look again.
+        Err(StoreError::Unavailable(format!(
+            "{what}: cancelled by a concurrent write"
+        )))
+    }
+
+    async fn record_failed(&self, attempt: &FailedAttempt) -> Result<FailedOutcome, StoreError> {
+        let pk = items::order_pk(attempt.order_id);
+        let sk = items::asset_sk(&attempt.asset_id);
+        let what = format!("UpdateItem {pk}/{sk} (failed)");
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(items::key(pk, sk)))
+            .update_expression(
+                "SET #state = :failed, #reason = :reason, #last = :at, #transient = :transient \
+                 ADD #attempts :one",
+            )
+            .condition_expression("attribute_not_exists(pk) OR #state = :failed")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#reason", FAILURE_REASON)
+            .expression_attribute_names("#last", LAST_ATTEMPT_AT)
+            .expression_attribute_names("#transient", FAILURE_TRANSIENT)
+            .expression_attribute_names("#attempts", ATTEMPTS)
+            .expression_attribute_values(":failed", AttributeValue::S(FAILED.into()))
+            .expression_attribute_values(":reason", AttributeValue::S(attempt.reason.clone()))
+            .expression_attribute_values(":at", AttributeValue::S(attempt.at.clone()))
+            .expression_attribute_values(":transient", AttributeValue::Bool(attempt.transient))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let attempts = match output.attributes().and_then(|a| a.get(ATTEMPTS)) {
+                    Some(AttributeValue::N(n)) => n.parse().unwrap_or(u32::MAX),
+                    _ => {
+                        return Err(StoreError::Permanent(format!(
+                            "{what}: no attempt count returned"
+                        )))
+                    }
+                };
+                Ok(FailedOutcome::Recorded { attempts })
+            }
+            Err(err) if err.code() == Some("ConditionalCheckFailedException") => {
+                match self.asset(attempt.order_id, &attempt.asset_id).await? {
+                    Some(existing) if existing.state != AssetState::Failed => {
+                        Ok(FailedOutcome::Settled(existing.state))
+                    }
+                    _ => Err(StoreError::Unavailable(format!(
+                        "{what}: condition failed but the item is not settled"
+                    ))),
+                }
+            }
+            Err(err) => Err(classify(&what, err)),
         }
     }
 
@@ -149,10 +245,17 @@ impl Ledger for DynamoLedger {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(items::key(pk, sk)))
-            .update_expression("SET #state = :deleted, #deletedAt = :at")
+            .update_expression(
+                "SET #state = :deleted, #deletedAt = :at \
+                 REMOVE #reason, #attempts, #last, #transient",
+            )
             .condition_expression("attribute_not_exists(pk) OR #state <> :deleted")
             .expression_attribute_names("#state", "state")
             .expression_attribute_names("#deletedAt", "deletedAt")
+            .expression_attribute_names("#reason", FAILURE_REASON)
+            .expression_attribute_names("#attempts", ATTEMPTS)
+            .expression_attribute_names("#last", LAST_ATTEMPT_AT)
+            .expression_attribute_names("#transient", FAILURE_TRANSIENT)
             .expression_attribute_values(":deleted", AttributeValue::S(DELETED.into()))
             .expression_attribute_values(":at", AttributeValue::S(at.to_owned()))
             .send()

@@ -7,27 +7,42 @@ use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, Row, TransactionBehavior};
 
 use super::{sql_error, to_sql_int, Db};
-use crate::model::{recorded_text, AssetRecord, AssetState, MessageRecord, ObjectKey, OrderRecord};
+use crate::model::{
+    recorded_text, AssetFailure, AssetRecord, AssetState, FailedAttempt, MessageRecord, ObjectKey,
+    OrderRecord,
+};
 use crate::model::{AssetId, OrderId, OrderLineId, SubOrderId};
-use crate::store::{Ledger, RecordOutcome, StoreError};
+use crate::store::{FailedOutcome, Ledger, RecordOutcome, StoreError};
+
+/// The `assets` table; `{name}` is filled in (see [`FAILED_MIGRATION`]).
+const ASSETS_TABLE: &str = "
+CREATE TABLE IF NOT EXISTS {name} (
+    order_id          INTEGER NOT NULL,
+    asset_id          TEXT    NOT NULL,
+    state             TEXT    NOT NULL CHECK (state IN ('STORED', 'DELETED', 'FAILED')),
+    object_key        TEXT,
+    sub_order_id      INTEGER,
+    order_line_id     INTEGER,
+    bytes             INTEGER,
+    sha256            TEXT,
+    content_type      TEXT,
+    name              TEXT,
+    category          TEXT,
+    stored_at         TEXT,
+    deleted_at        TEXT,
+    failure_reason    TEXT,
+    attempts          INTEGER,
+    last_attempt_at   TEXT,
+    failure_transient INTEGER,
+    PRIMARY KEY (order_id, asset_id)
+);";
+
+/// The columns of a ledger written before the FAILED state, copied over
+/// when such a ledger is opened.
+const COLUMNS_BEFORE_FAILED: &str = "order_id, asset_id, state, object_key, sub_order_id, \
+     order_line_id, bytes, sha256, content_type, name, category, stored_at, deleted_at";
 
 const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS assets (
-    order_id      INTEGER NOT NULL,
-    asset_id      TEXT    NOT NULL,
-    state         TEXT    NOT NULL CHECK (state IN ('STORED', 'DELETED')),
-    object_key    TEXT,
-    sub_order_id  INTEGER,
-    order_line_id INTEGER,
-    bytes         INTEGER,
-    sha256        TEXT,
-    content_type  TEXT,
-    name          TEXT,
-    category      TEXT,
-    stored_at     TEXT,
-    deleted_at    TEXT,
-    PRIMARY KEY (order_id, asset_id)
-);
 CREATE TABLE IF NOT EXISTS orders (
     order_id            INTEGER PRIMARY KEY,
     last_status         TEXT,
@@ -52,7 +67,8 @@ CREATE TABLE IF NOT EXISTS messages (
 ";
 
 const ASSET_COLUMNS: &str = "order_id, asset_id, state, object_key, sub_order_id, order_line_id, \
-     bytes, sha256, content_type, name, category, stored_at, deleted_at";
+     bytes, sha256, content_type, name, category, stored_at, deleted_at, \
+     failure_reason, attempts, last_attempt_at, failure_transient";
 const ORDER_COLUMNS: &str =
     "order_id, last_status, reference, technical_reference, finished_at, purged_at, updated_at";
 const MESSAGE_COLUMNS: &str = "id, event_action, message_type, message, municipality_name, \
@@ -80,9 +96,9 @@ pub struct LedgerTotals {
 impl SqliteLedger {
     /// Opens or creates the ledger database at `path`.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        Ok(Self {
-            db: Db::open(path.as_ref(), SCHEMA).await?,
-        })
+        let db = Db::open(path.as_ref(), SCHEMA).await?;
+        db.call(create_assets_table).await?;
+        Ok(Self { db })
     }
 
     /// Every order record, by order id.
@@ -191,11 +207,18 @@ impl Ledger for SqliteLedger {
                 let outcome = match existing {
                     Some(AssetState::Stored) => RecordOutcome::AlreadyRecorded,
                     Some(AssetState::Deleted) => RecordOutcome::AlreadyDeleted,
-                    None => {
+                    // In the same transaction as the insert: a purge marked
+                    // after this check waits for the commit and then sees
+                    // the record.
+                    None | Some(AssetState::Failed) if order_purged(&tx, order)? => {
+                        RecordOutcome::OrderPurged
+                    }
+                    None | Some(AssetState::Failed) => {
                         tx.execute(
                             &format!(
-                                "INSERT INTO assets ({ASSET_COLUMNS}) VALUES \
-                                 (?1, ?2, 'STORED', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                                "INSERT OR REPLACE INTO assets ({ASSET_COLUMNS}) VALUES \
+                                 (?1, ?2, 'STORED', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
+                                  NULL, NULL, NULL, NULL)"
                             ),
                             params![
                                 order,
@@ -238,9 +261,11 @@ impl Ledger for SqliteLedger {
                     .map_err(sql_error)?;
                 let outcome = match asset_state(&tx, order, &asset)? {
                     Some(AssetState::Deleted) => RecordOutcome::AlreadyRecorded,
-                    Some(AssetState::Stored) => {
+                    Some(AssetState::Stored | AssetState::Failed) => {
                         tx.execute(
-                            "UPDATE assets SET state = 'DELETED', deleted_at = ?3 \
+                            "UPDATE assets SET state = 'DELETED', deleted_at = ?3, \
+                             failure_reason = NULL, attempts = NULL, last_attempt_at = NULL, \
+                             failure_transient = NULL \
                              WHERE order_id = ?1 AND asset_id = ?2",
                             params![order, asset.as_str(), at],
                         )
@@ -255,6 +280,45 @@ impl Ledger for SqliteLedger {
                         )
                         .map_err(sql_error)?;
                         RecordOutcome::Recorded
+                    }
+                };
+                tx.commit().map_err(sql_error)?;
+                Ok(outcome)
+            })
+            .await
+    }
+
+    async fn record_failed(&self, attempt: &FailedAttempt) -> Result<FailedOutcome, StoreError> {
+        let order = to_sql_int(attempt.order_id.0, "order id")?;
+        let a = attempt.clone();
+        self.db
+            .call(move |conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sql_error)?;
+                let outcome = match asset_state(&tx, order, &a.asset_id)? {
+                    Some(state @ (AssetState::Stored | AssetState::Deleted)) => {
+                        FailedOutcome::Settled(state)
+                    }
+                    None | Some(AssetState::Failed) => {
+                        let attempts: i64 = tx
+                            .query_row(
+                                "INSERT INTO assets (order_id, asset_id, state, failure_reason, \
+                                     attempts, last_attempt_at, failure_transient) \
+                                 VALUES (?1, ?2, 'FAILED', ?3, 1, ?4, ?5) \
+                                 ON CONFLICT (order_id, asset_id) DO UPDATE SET \
+                                     failure_reason = excluded.failure_reason, \
+                                     attempts = COALESCE(attempts, 0) + 1, \
+                                     last_attempt_at = excluded.last_attempt_at, \
+                                     failure_transient = excluded.failure_transient \
+                                 RETURNING attempts",
+                                params![order, a.asset_id.as_str(), a.reason, a.at, a.transient],
+                                |row| row.get(0),
+                            )
+                            .map_err(sql_error)?;
+                        FailedOutcome::Recorded {
+                            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                        }
                     }
                 };
                 tx.commit().map_err(sql_error)?;
@@ -342,6 +406,50 @@ fn text(value: &Option<String>) -> Option<&str> {
     recorded_text(value.as_deref())
 }
 
+/// Creates the `assets` table, or brings one written before the FAILED state
+/// up to date (SQLite cannot change a CHECK constraint in place).
+fn create_assets_table(conn: &mut rusqlite::Connection) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql_error)?;
+    let existing: Option<String> = tx
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'assets'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(sql_error)?;
+    let table = |name: &str| ASSETS_TABLE.replace("{name}", name);
+    match existing {
+        Some(sql) if !sql.contains("'FAILED'") => {
+            tx.execute_batch(&format!(
+                "ALTER TABLE assets RENAME TO assets_before_failed;
+                 {}
+                 INSERT INTO assets ({COLUMNS_BEFORE_FAILED})
+                     SELECT {COLUMNS_BEFORE_FAILED} FROM assets_before_failed;
+                 DROP TABLE assets_before_failed;",
+                table("assets")
+            ))
+            .map_err(sql_error)?;
+        }
+        Some(_) => {}
+        None => tx.execute_batch(&table("assets")).map_err(sql_error)?,
+    }
+    tx.commit().map_err(sql_error)
+}
+
+fn order_purged(conn: &rusqlite::Connection, order: i64) -> Result<bool, StoreError> {
+    conn.query_row(
+        "SELECT purged_at IS NOT NULL FROM orders WHERE order_id = ?1",
+        [order],
+        |row| row.get(0),
+    )
+    .optional()
+    .map(|purged| purged.unwrap_or(false))
+    .map_err(sql_error)
+}
+
 fn asset_state(
     conn: &rusqlite::Connection,
     order: i64,
@@ -360,6 +468,7 @@ fn state_from_sql(row: &Row<'_>, idx: usize) -> rusqlite::Result<AssetState> {
     match row.get_ref(idx)?.as_str()? {
         "STORED" => Ok(AssetState::Stored),
         "DELETED" => Ok(AssetState::Deleted),
+        "FAILED" => Ok(AssetState::Failed),
         other => Err(rusqlite::Error::FromSqlConversionFailure(
             idx,
             rusqlite::types::Type::Text,
@@ -394,6 +503,15 @@ fn asset_from_row(row: &Row<'_>) -> rusqlite::Result<AssetRecord> {
         category: row.get(10)?,
         stored_at: row.get(11)?,
         deleted_at: row.get(12)?,
+        failure: match row.get::<_, Option<String>>(13)? {
+            Some(reason) => Some(AssetFailure {
+                reason,
+                attempts: row.get::<_, Option<u32>>(14)?.unwrap_or(1),
+                last_attempt_at: row.get::<_, Option<String>>(15)?.unwrap_or_default(),
+                transient: row.get::<_, Option<bool>>(16)?.unwrap_or(false),
+            }),
+            None => None,
+        },
     })
 }
 

@@ -6,7 +6,9 @@ use std::str::FromStr;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use crate::model::{recorded_text, AssetRecord, AssetState, MessageRecord, ObjectKey, OrderRecord};
+use crate::model::{
+    recorded_text, AssetFailure, AssetRecord, AssetState, MessageRecord, ObjectKey, OrderRecord,
+};
 use crate::model::{AssetId, OrderId};
 use crate::store::StoreError;
 
@@ -19,6 +21,13 @@ const MESSAGE_PREFIX: &str = "DISTMSG#";
 
 pub(super) const STORED: &str = "STORED";
 pub(super) const DELETED: &str = "DELETED";
+pub(super) const FAILED: &str = "FAILED";
+
+/// The attributes of a FAILED asset, removed when it is stored or deleted.
+pub(super) const FAILURE_REASON: &str = "failureReason";
+pub(super) const ATTEMPTS: &str = "attempts";
+pub(super) const LAST_ATTEMPT_AT: &str = "lastAttemptAt";
+pub(super) const FAILURE_TRANSIENT: &str = "failureTransient";
 
 pub(super) fn order_pk(order: OrderId) -> String {
     format!("{ORDER_PREFIX}{order}")
@@ -44,6 +53,7 @@ pub(super) fn asset_item(record: &AssetRecord) -> Item {
     let state = match record.state {
         AssetState::Stored => STORED,
         AssetState::Deleted => DELETED,
+        AssetState::Failed => FAILED,
     };
     put_s(&mut item, "state", Some(state));
     put_s(&mut item, "key", record.key.as_ref().map(ObjectKey::as_str));
@@ -60,6 +70,15 @@ pub(super) fn asset_item(record: &AssetRecord) -> Item {
     );
     put_s(&mut item, "storedAt", record.stored_at.as_deref());
     put_s(&mut item, "deletedAt", record.deleted_at.as_deref());
+    if let Some(failure) = &record.failure {
+        put_s(&mut item, FAILURE_REASON, Some(&failure.reason));
+        put_n(&mut item, ATTEMPTS, Some(u64::from(failure.attempts)));
+        put_s(&mut item, LAST_ATTEMPT_AT, Some(&failure.last_attempt_at));
+        item.insert(
+            FAILURE_TRANSIENT.to_owned(),
+            AttributeValue::Bool(failure.transient),
+        );
+    }
     item
 }
 
@@ -70,7 +89,20 @@ pub(super) fn asset_record(item: &Item) -> Result<AssetRecord, StoreError> {
     let state = match string(item, "state")?.as_deref() {
         Some(STORED) => AssetState::Stored,
         Some(DELETED) => AssetState::Deleted,
-        _ => return Err(malformed(item, "state is neither STORED nor DELETED")),
+        Some(FAILED) => AssetState::Failed,
+        _ => return Err(malformed(item, "state is not STORED, DELETED or FAILED")),
+    };
+    let failure = match string(item, FAILURE_REASON)? {
+        Some(reason) if state == AssetState::Failed => Some(AssetFailure {
+            reason,
+            attempts: number(item, ATTEMPTS)?.unwrap_or(1),
+            last_attempt_at: string(item, LAST_ATTEMPT_AT)?.unwrap_or_default(),
+            transient: matches!(
+                item.get(FAILURE_TRANSIENT),
+                Some(AttributeValue::Bool(true))
+            ),
+        }),
+        _ => None,
     };
     Ok(AssetRecord {
         order_id: order_id(item)?,
@@ -86,6 +118,7 @@ pub(super) fn asset_record(item: &Item) -> Result<AssetRecord, StoreError> {
         category: string(item, "category")?,
         stored_at: string(item, "storedAt")?,
         deleted_at: string(item, "deletedAt")?,
+        failure,
     })
 }
 
@@ -197,6 +230,7 @@ mod tests {
             category: Some("Kart".into()),
             stored_at: Some("2024-05-01T10:00:00Z".into()),
             deleted_at: None,
+            failure: None,
         }
     }
 
@@ -209,6 +243,28 @@ mod tests {
         assert_eq!(item["state"], AttributeValue::S("STORED".into()));
         assert_eq!(item["bytes"], AttributeValue::N("12345".into()));
         assert!(!item.contains_key("deletedAt"));
+        assert_eq!(asset_record(&item).unwrap(), record);
+    }
+
+    #[test]
+    fn failed_records_round_trip_with_their_failure() {
+        let record = AssetRecord {
+            state: AssetState::Failed,
+            key: None,
+            bytes: None,
+            sha256: None,
+            stored_at: None,
+            failure: Some(AssetFailure {
+                reason: "KODE answered 404".into(),
+                attempts: 3,
+                last_attempt_at: "2024-05-02T10:00:00Z".into(),
+                transient: true,
+            }),
+            ..stored()
+        };
+        let item = asset_item(&record);
+        assert_eq!(item["state"], AttributeValue::S("FAILED".into()));
+        assert_eq!(item["attempts"], AttributeValue::N("3".into()));
         assert_eq!(asset_record(&item).unwrap(), record);
     }
 

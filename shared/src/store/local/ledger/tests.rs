@@ -25,6 +25,25 @@ fn stored(order: u64, asset: &str, bytes: u64) -> AssetRecord {
         category: Some("MAP".into()),
         stored_at: Some("2025-03-01T10:00:00Z".into()),
         deleted_at: None,
+        failure: None,
+    }
+}
+
+fn attempt(order: u64, asset: &str, reason: &str, transient: bool) -> FailedAttempt {
+    FailedAttempt {
+        order_id: OrderId(order),
+        asset_id: AssetId::from(asset),
+        reason: reason.into(),
+        at: "2025-03-01T11:00:00Z".into(),
+        transient,
+    }
+}
+
+fn purge_mark(order: u64) -> OrderRecord {
+    OrderRecord {
+        order_id: Some(OrderId(order)),
+        purged_at: Some("2025-03-01T12:00:00Z".into()),
+        ..OrderRecord::default()
     }
 }
 
@@ -116,4 +135,169 @@ async fn records_survive_reopening_the_database() {
         ledger.record_stored(&stored(1, "a1", 5)).await.unwrap(),
         RecordOutcome::AlreadyRecorded
     );
+}
+
+#[tokio::test]
+async fn failed_attempts_are_counted_and_the_last_reason_kept() {
+    let (_dir, ledger) = ledger().await;
+    let first = ledger
+        .record_failed(&attempt(1, "a1", "404", false))
+        .await
+        .unwrap();
+    let second = ledger
+        .record_failed(&attempt(1, "a1", "503", true))
+        .await
+        .unwrap();
+    assert_eq!(first, FailedOutcome::Recorded { attempts: 1 });
+    assert_eq!(second, FailedOutcome::Recorded { attempts: 2 });
+
+    let records = ledger.order_assets(OrderId(1)).await.unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].state, AssetState::Failed);
+    assert_eq!(
+        records[0].failure,
+        Some(AssetFailure {
+            reason: "503".into(),
+            attempts: 2,
+            last_attempt_at: "2025-03-01T11:00:00Z".into(),
+            transient: true,
+        })
+    );
+}
+
+#[tokio::test]
+async fn a_failure_never_overwrites_stored_or_deleted() {
+    let (_dir, ledger) = ledger().await;
+    ledger.record_stored(&stored(1, "a1", 5)).await.unwrap();
+    ledger
+        .mark_deleted(OrderId(1), &AssetId::from("a2"), "2025-03-02T00:00:00Z")
+        .await
+        .unwrap();
+
+    assert_eq!(
+        ledger
+            .record_failed(&attempt(1, "a1", "404", false))
+            .await
+            .unwrap(),
+        FailedOutcome::Settled(AssetState::Stored)
+    );
+    assert_eq!(
+        ledger
+            .record_failed(&attempt(1, "a2", "404", false))
+            .await
+            .unwrap(),
+        FailedOutcome::Settled(AssetState::Deleted)
+    );
+    let states: Vec<AssetState> = ledger
+        .order_assets(OrderId(1))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.state)
+        .collect();
+    assert_eq!(states, [AssetState::Stored, AssetState::Deleted]);
+}
+
+#[tokio::test]
+async fn a_success_or_a_deletion_replaces_failed() {
+    let (_dir, ledger) = ledger().await;
+    ledger
+        .record_failed(&attempt(1, "a1", "503", true))
+        .await
+        .unwrap();
+    ledger
+        .record_failed(&attempt(1, "a2", "404", false))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        ledger.record_stored(&stored(1, "a1", 5)).await.unwrap(),
+        RecordOutcome::Recorded
+    );
+    assert_eq!(
+        ledger
+            .mark_deleted(OrderId(1), &AssetId::from("a2"), "2025-03-02T00:00:00Z")
+            .await
+            .unwrap(),
+        RecordOutcome::Recorded
+    );
+    let records = ledger.order_assets(OrderId(1)).await.unwrap();
+    assert_eq!(records[0], stored(1, "a1", 5));
+    assert_eq!(records[1].state, AssetState::Deleted);
+    assert_eq!(records[1].failure, None);
+}
+
+#[tokio::test]
+async fn a_purged_order_never_gets_a_new_stored_entry() {
+    let (_dir, ledger) = ledger().await;
+    ledger.record_stored(&stored(1, "before", 5)).await.unwrap();
+    ledger
+        .record_failed(&attempt(1, "failed", "503", true))
+        .await
+        .unwrap();
+    ledger.upsert_order(&purge_mark(1)).await.unwrap();
+
+    for asset in ["late", "failed"] {
+        assert_eq!(
+            ledger.record_stored(&stored(1, asset, 5)).await.unwrap(),
+            RecordOutcome::OrderPurged,
+            "{asset}"
+        );
+    }
+    // A replay of what was stored before the purge is still recognised.
+    assert_eq!(
+        ledger.record_stored(&stored(1, "before", 5)).await.unwrap(),
+        RecordOutcome::AlreadyRecorded
+    );
+    let stored_ids: Vec<String> = ledger
+        .order_assets(OrderId(1))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.state == AssetState::Stored)
+        .map(|r| r.asset_id.to_string())
+        .collect();
+    assert_eq!(stored_ids, ["before"]);
+    // Other orders are not affected.
+    assert_eq!(
+        ledger.record_stored(&stored(2, "late", 5)).await.unwrap(),
+        RecordOutcome::Recorded
+    );
+}
+
+#[tokio::test]
+async fn a_ledger_from_before_the_failed_state_is_upgraded_with_its_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE assets (
+                order_id INTEGER NOT NULL, asset_id TEXT NOT NULL,
+                state TEXT NOT NULL CHECK (state IN ('STORED', 'DELETED')),
+                object_key TEXT, sub_order_id INTEGER, order_line_id INTEGER,
+                bytes INTEGER, sha256 TEXT, content_type TEXT, name TEXT,
+                category TEXT, stored_at TEXT, deleted_at TEXT,
+                PRIMARY KEY (order_id, asset_id));
+             INSERT INTO assets (order_id, asset_id, state, object_key, bytes, stored_at)
+                VALUES (1, 'old', 'STORED', 'orders/1/old/x.pdf', 3, '2025-01-01T00:00:00Z');",
+        )
+        .unwrap();
+    }
+    let ledger = SqliteLedger::open(&path).await.unwrap();
+    let records = ledger.order_assets(OrderId(1)).await.unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].state, AssetState::Stored);
+    assert_eq!(records[0].bytes, Some(3));
+    assert_eq!(
+        ledger
+            .record_failed(&attempt(1, "new", "404", false))
+            .await
+            .unwrap(),
+        FailedOutcome::Recorded { attempts: 1 }
+    );
+    drop(ledger);
+    // Opening again finds the new table and leaves it be.
+    let again = SqliteLedger::open(&path).await.unwrap();
+    assert_eq!(again.order_assets(OrderId(1)).await.unwrap().len(), 2);
 }
