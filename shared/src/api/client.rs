@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION};
+use reqwest::header::{HeaderValue, ACCEPT};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,7 @@ use crate::model::{MunicipalityNumber, Order, OrderId, OrderKind, Product};
 
 use super::auth::{AccessToken, Auth};
 use super::download::{redirect_target, Download, MAX_REDIRECTS};
-use super::hosts::{host_of, AllowedHosts};
+use super::hosts::{host_of, origin_of, AllowedHosts};
 use super::retry::{Idempotency, RetryPolicy};
 use super::{http, join, ApiConfig, ApiError, TokenInfo};
 
@@ -213,10 +213,10 @@ impl KodeClient {
         }
         if !self.inner.hosts.allows(&url) {
             let error = ApiError::ForeignHost {
-                host: host_of(&url),
+                host: origin_of(&url),
                 allowed: self.inner.hosts.describe(),
             };
-            tracing::warn!(action = "download_refused", host = %host_of(&url), "download URL on a foreign host refused");
+            tracing::warn!(action = "download_refused", host = %origin_of(&url), "download URL on a foreign host refused");
             return Err(error);
         }
         let what = format!("download from {}{}", host_of(&url), url.path());
@@ -294,7 +294,7 @@ impl KodeClient {
         if !inner.hosts.allows(&url) {
             // Only reachable through a misconfiguration; the token stays home.
             return Err(ApiError::ForeignHost {
-                host: host_of(&url),
+                host: origin_of(&url),
                 allowed: inner.hosts.describe(),
             });
         }
@@ -352,8 +352,9 @@ impl Inner {
             let with_token = self.hosts.allows(&url);
             let mut request = self.http.get(url.clone());
             if with_token {
-                request =
-                    request.header(AUTHORIZATION, format!("Bearer {}", token.secret.expose()));
+                // `bearer_auth` marks the header sensitive, so no debug
+                // output of the request shows it.
+                request = request.bearer_auth(token.secret.expose());
             }
             let response = http::send(what, request, self.config.request_timeout, deadline).await?;
             let status = response.status();
@@ -376,7 +377,7 @@ impl Inner {
                     ..
                 } if !with_token => Err(ApiError::Auth(format!(
                     "{} wants authentication, but the KODE token is never sent there: {message}",
-                    host_of(&url)
+                    origin_of(&url)
                 ))),
                 other => Err(other),
             };
