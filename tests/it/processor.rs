@@ -5,5 +5,6 @@
 
 mod faults;
 mod harness;
+mod redelivery;
 mod stored;
 mod sync;

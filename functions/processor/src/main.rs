@@ -11,12 +11,12 @@ use kode::config::{env_required, env_u64, env_usize, kode_api_config_from_env, C
 use kode::metrics::Metrics;
 use kode::process::Processor;
 use kode::store::aws::{DynamoLedger, S3Blobs};
-use processor::DEFAULT_DEADLINE_MARGIN;
+use processor::{Backoff, Redelivery, SqsVisibility, DEFAULT_DEADLINE_MARGIN};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     kode::telemetry::init_json_logs();
-    let (processor, margin) = match build().await {
+    let (processor, redelivery, margin) = match build().await {
         Ok(built) => built,
         Err(e) => {
             // One line naming the setting; the Lambda init then fails visibly
@@ -29,13 +29,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             std::process::exit(1);
         }
     };
-    processor::run(Arc::new(processor), margin).await
+    processor::run(Arc::new(processor), redelivery, margin).await
 }
 
-async fn build() -> anyhow::Result<(Processor, Duration)> {
+async fn build() -> anyhow::Result<(Processor, Redelivery, Duration)> {
     // Plain settings first: a typo is reported without touching AWS.
     let bucket = env_required("ASSET_BUCKET")?;
     let table = env_required("LEDGER_TABLE")?;
+    let queue_url = env_required("QUEUE_URL")?;
     let concurrency = env_usize("DOWNLOAD_CONCURRENCY", 4)?;
     if concurrency == 0 {
         return Err(ConfigError::Invalid {
@@ -50,6 +51,13 @@ async fn build() -> anyhow::Result<(Processor, Duration)> {
     )?);
 
     let aws = kode::aws::sdk_config().await;
+    let queue = SqsVisibility::new(aws_sdk_sqs::Client::new(&aws), queue_url);
+    // The backoff never exceeds what Lambda would have let a record wait.
+    let cap = queue
+        .queue_timeout()
+        .await
+        .context("reading the visibility timeout of QUEUE_URL")?;
+    let redelivery = Redelivery::new(Backoff::new(cap), Arc::new(queue));
     let kode =
         KodeClient::new(kode_api_config_from_env(Some(&aws)).await?).context("KODE client")?;
     let blobs = S3Blobs::new(kode::aws::s3_client(&aws), bucket);
@@ -61,5 +69,5 @@ async fn build() -> anyhow::Result<(Processor, Duration)> {
         concurrency,
     )
     .with_metrics(Metrics::Emf);
-    Ok((processor, margin))
+    Ok((processor, redelivery, margin))
 }
