@@ -35,21 +35,8 @@ pub struct Serve {
 impl Serve {
     /// Starts `kode serve` on a free loopback port against `fake`.
     pub fn start(data_dir: &Path, fake: &FakeKode, extra: &[&str]) -> Serve {
-        let credentials = fake.credentials();
-        let mut child = kode()
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(extra)
-            .env("HOME", data_dir)
-            .env("KODE_API_URL", fake.base_url())
-            .env("KODE_CLIENT_ID", credentials.client_id)
-            .env("KODE_CLIENT_SECRET", credentials.client_secret)
-            .env("KODE_USERNAME", credentials.username)
-            .env("KODE_PASSWORD", credentials.password)
-            .env("PUSH_TOKEN", PUSH_TOKEN)
-            .stdin(Stdio::null())
+        let mut child = serve_command(data_dir, fake, extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
             .spawn()
             .expect("start kode serve");
         let stderr = Arc::new(Mutex::new(Vec::new()));
@@ -86,6 +73,10 @@ impl Serve {
                 serve.log()
             );
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -138,12 +129,37 @@ impl Drop for Serve {
     }
 }
 
+/// `kode serve` on a free loopback port against `fake`, stderr piped.
+pub fn serve_command(data_dir: &Path, fake: &FakeKode, extra: &[&str]) -> Command {
+    let credentials = fake.credentials();
+    let mut command = kode();
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(extra)
+        .env("HOME", data_dir)
+        .env("KODE_API_URL", fake.base_url())
+        .env("KODE_CLIENT_ID", credentials.client_id)
+        .env("KODE_CLIENT_SECRET", credentials.client_secret)
+        .env("KODE_USERNAME", credentials.username)
+        .env("KODE_PASSWORD", credentials.password)
+        .env("PUSH_TOKEN", PUSH_TOKEN)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
 /// Runs a `kode` command to its end (killed if it overruns).
 pub fn run_kode(args: &[&str], cwd: &Path) -> Output {
-    let child = kode()
-        .args(args)
-        .env("HOME", cwd)
-        .current_dir(cwd)
+    let mut command = kode();
+    command.args(args).env("HOME", cwd).current_dir(cwd);
+    run_to_end(command)
+}
+
+/// Runs a prepared `kode` command to its end, capturing its output (killed
+/// if it overruns).
+pub fn run_to_end(mut command: Command) -> Output {
+    let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -160,7 +176,7 @@ pub fn run_kode(args: &[&str], cwd: &Path) -> Output {
         let _ = Command::new("kill")
             .args(["-KILL", &pid.to_string()])
             .status();
-        panic!("kode {args:?} did not finish");
+        panic!("{command:?} did not finish");
     }
     waiter.join().expect("waiter thread").expect("kode output")
 }
