@@ -92,7 +92,7 @@ async fn a_failed_record_comes_back_after_a_backoff_growing_with_its_receive_cou
     let delivery = env
         .deliver_redelivering(env.receive(1).await, backoff, BATCH_TIME, MARGIN)
         .await;
-    assert_eq!(delivery.failed, [bad.clone()]);
+    assert_eq!(delivery.failed, std::slice::from_ref(&bad));
     let (batch, _) = next_visible(&env).await;
     assert_eq!(batch.1[0].0, bad);
     assert_eq!(receive_counts(&batch.0), ["2"]);
@@ -101,7 +101,7 @@ async fn a_failed_record_comes_back_after_a_backoff_growing_with_its_receive_cou
     let delivery = env
         .deliver_redelivering(batch, backoff, BATCH_TIME, MARGIN)
         .await;
-    assert_eq!(delivery.failed, [bad.clone()]);
+    assert_eq!(delivery.failed, std::slice::from_ref(&bad));
     let (batch, took) = next_visible(&env).await;
     assert!(took >= Duration::from_secs(2), "back after {took:?}");
     assert_eq!(batch.1[0].0, bad);
