@@ -10,6 +10,7 @@ use url::Url;
 
 use crate::deadline::Deadline;
 use crate::model::{MunicipalityNumber, Order, OrderId, OrderKind, Product};
+use crate::secret::Secret;
 
 use super::auth::{AccessToken, Auth};
 use super::download::{redirect_target, Download, MAX_REDIRECTS};
@@ -304,11 +305,11 @@ impl KodeClient {
                 inner
                     .policy
                     .run(what, deadline, idempotency, || {
-                        let mut request = inner
-                            .http
-                            .request(method.clone(), url.clone())
-                            .bearer_auth(token.secret.expose())
-                            .header(ACCEPT, HeaderValue::from_static("application/json"));
+                        let mut request = authorized(
+                            inner.http.request(method.clone(), url.clone()),
+                            &token.secret,
+                        )
+                        .header(ACCEPT, HeaderValue::from_static("application/json"));
                         if let Some(body) = body {
                             request = request
                                 .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -352,9 +353,7 @@ impl Inner {
             let with_token = self.hosts.allows(&url);
             let mut request = self.http.get(url.clone());
             if with_token {
-                // `bearer_auth` marks the header sensitive, so no debug
-                // output of the request shows it.
-                request = request.bearer_auth(token.secret.expose());
+                request = authorized(request, &token.secret);
             }
             let response = http::send(what, request, self.config.request_timeout, deadline).await?;
             let status = response.status();
@@ -393,4 +392,29 @@ fn encode<B: Serialize>(body: &B) -> Result<Body, ApiError> {
     serde_json::to_vec(body)
         .map(|json| Body { json: json.into() })
         .map_err(|e| ApiError::Invalid(format!("cannot encode the request body: {e}")))
+}
+
+/// Every request carrying the token gets it here. `bearer_auth` marks the
+/// header sensitive, so hyper and any debug output of the request hide it.
+fn authorized(request: reqwest::RequestBuilder, token: &Secret) -> reqwest::RequestBuilder {
+    request.bearer_auth(token.expose())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_header_is_marked_sensitive() {
+        let request = authorized(
+            reqwest::Client::new().get("https://beta-api.ambita.com/x"),
+            &Secret::new("tok-4f1c9a"),
+        )
+        .build()
+        .unwrap();
+        let header = &request.headers()[reqwest::header::AUTHORIZATION];
+        assert!(header.is_sensitive());
+        assert_eq!(header.to_str().unwrap(), "Bearer tok-4f1c9a");
+        assert!(!format!("{request:?}").contains("tok-4f1c9a"));
+    }
 }
