@@ -158,7 +158,7 @@ impl Redelivery {
             let group_id = record.attributes.get("MessageGroupId").map(String::as_str);
             match changed {
                 Ok(()) => {
-                    info!(action = "record_visibility", messageId = %id, group = group_id, visibilitySecs = visibility.as_secs(), "record returned to the queue")
+                    info!(action = "record_visibility", messageId = %id, group = group_id, visibilitySecs = visibility.as_secs(), "returned record visible again after visibilitySecs")
                 }
                 Err(e) => {
                     warn!(action = "visibility_failed", messageId = %id, group = group_id, retryable = e.is_retryable(), error = %e, "record and the rest of its group wait for the queue's visibility timeout");
