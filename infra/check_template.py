@@ -36,7 +36,7 @@ KNOWN_ENV = {
 }  # fmt: skip
 REQUIRED_ENV = {
     "webhook": {"QUEUE_URL", "PUSH_SECRET_ARN"},
-    "processor": {"ASSET_BUCKET", "LEDGER_TABLE", "KODE_API_URL", "KODE_SECRET_ARN"},
+    "processor": {"ASSET_BUCKET", "LEDGER_TABLE", "KODE_API_URL", "KODE_SECRET_ARN", "QUEUE_URL"},
 }
 
 

@@ -4,7 +4,7 @@
 `cargo lambda watch --only-lambda-apis` serves the Lambda Runtime API; each
 function binary is started as Lambda starts `bootstrap`: AWS_LAMBDA_RUNTIME_API
 pointing at the emulator and only the environment template.yaml gives it
-(QUEUE_URL + PUSH_SECRET_ARN; ASSET_BUCKET, LEDGER_TABLE, KODE_API_URL,
+(QUEUE_URL + PUSH_SECRET_ARN; QUEUE_URL, ASSET_BUCKET, LEDGER_TABLE, KODE_API_URL,
 KODE_SECRET_ARN, ...), against moto (AWS_ENDPOINT_URL, exported by
 infra/test.sh) and `fake-kode --sample`. Then `cargo lambda invoke` sends the
 sample events of infra/events/ and the script checks the responses and what
@@ -365,6 +365,7 @@ def smoke(run):
             {
                 "ASSET_BUCKET": res["bucket"],
                 "LEDGER_TABLE": res["table"],
+                "QUEUE_URL": res["queue"],
                 "KODE_API_URL": kode_url,
                 "KODE_SECRET_ARN": res["kode_secret"],
                 "DOWNLOAD_CONCURRENCY": "4",

@@ -140,13 +140,19 @@ pub fn api_config_from(
     let mut config = ApiConfig::new(api_url, credentials);
     if let Some(raw) = get(lookup, "KODE_AUTH_URL") {
         config.auth_url = http_url("KODE_AUTH_URL", &raw)?;
+        if config.auth_url.scheme() == "http" && config.api_url.scheme() != "http" {
+            return Err(invalid(
+                "KODE_AUTH_URL",
+                "plain http is only accepted when KODE_API_URL is http too",
+            ));
+        }
     }
     if let Some(raw) = get(lookup, "DOWNLOAD_HOSTS") {
         config.download_hosts = raw
             .split([',', ' ', '\n', '\t'])
             .filter(|h| !h.trim().is_empty())
             .map(|h| {
-                api::hosts::parse_host_entry(h)
+                api::hosts::parse_host_entry(h, &config.api_url)
                     .map(|_| h.trim().to_owned())
                     .map_err(|e| invalid("DOWNLOAD_HOSTS", e.to_string()))
             })
@@ -270,7 +276,10 @@ mod tests {
             &env(&[
                 ("KODE_API_URL", "http://127.0.0.1:8099"),
                 ("KODE_AUTH_URL", "https://auth.example/oauth/token"),
-                ("DOWNLOAD_HOSTS", "files.ambita.com, cdn.ambita.com:8443"),
+                (
+                    "DOWNLOAD_HOSTS",
+                    "files.ambita.com, https://cdn.ambita.com:8443",
+                ),
                 ("MAX_ASSET_BYTES", "1048576"),
                 ("KODE_TOKEN_ENCODING", "JSON"),
                 ("KODE_REQUEST_TIMEOUT_SECS", "5"),
@@ -282,7 +291,7 @@ mod tests {
         assert_eq!(config.auth_url.as_str(), "https://auth.example/oauth/token");
         assert_eq!(
             config.download_hosts,
-            vec!["files.ambita.com", "cdn.ambita.com:8443"]
+            vec!["files.ambita.com", "https://cdn.ambita.com:8443"]
         );
         assert_eq!(config.max_asset_bytes, 1_048_576);
         assert_eq!(config.token_encoding, TokenEncoding::Json);
@@ -306,7 +315,12 @@ mod tests {
             ("KODE_API_URL", "ftp://beta-api.ambita.com"),
             ("KODE_API_URL", "https://user:pw@beta-api.ambita.com"),
             ("KODE_AUTH_URL", "not a url"),
-            ("DOWNLOAD_HOSTS", "https://files.ambita.com"),
+            ("DOWNLOAD_HOSTS", "files.ambita.com:8443"),
+            ("DOWNLOAD_HOSTS", "http://files.ambita.com"),
+            (
+                "KODE_AUTH_URL",
+                "http://beta-api.ambita.com/authentication/v2/token",
+            ),
             ("MAX_ASSET_BYTES", "2GB"),
             ("MAX_ASSET_BYTES", "0"),
             ("KODE_TOKEN_ENCODING", "xml"),
@@ -318,6 +332,23 @@ mod tests {
                 other => panic!("{name}={value}: expected Invalid, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn plain_http_hosts_are_accepted_only_beside_an_http_api_url() {
+        let http = [("DOWNLOAD_HOSTS", "http://127.0.0.1:8100")];
+        let config = api_config_from(
+            &env(&[http[0], ("KODE_API_URL", "http://127.0.0.1:8099")]),
+            creds(),
+        )
+        .unwrap();
+        assert_eq!(config.download_hosts, vec!["http://127.0.0.1:8100"]);
+        let err = api_config_from(&env(&http), creds()).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Invalid { name, reason }
+                if name == "DOWNLOAD_HOSTS" && reason.contains("plain http")),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -435,24 +435,62 @@ async fn a_redirect_to_a_foreign_host_never_carries_the_token() {
     assert_eq!(fake.requests(Endpoint::Asset), 1);
 }
 
+/// `host:port` of the recorder, whose URLs are plain http.
+fn recorder_host_port(recorder: &Recorder) -> String {
+    let url = Url::parse(&recorder.url("/")).unwrap();
+    format!("{}:{}", url.host_str().unwrap(), url.port().unwrap())
+}
+
 #[tokio::test]
-async fn an_allowed_extra_host_gets_the_token() {
+async fn a_bare_extra_host_means_https_so_an_http_url_there_gets_no_token() {
     let fake = FakeKode::start().await;
     let recorder = Recorder::start().await;
     let mut config = config(&fake);
     let host = Url::parse(&recorder.url("/")).unwrap();
-    config.download_hosts.push(format!(
-        "{}:{}",
-        host.host_str().unwrap(),
-        host.port().unwrap()
-    ));
+    config
+        .download_hosts
+        .push(host.host_str().unwrap().to_owned());
     let client = KodeClient::new(config).unwrap();
+    let err = client
+        .download(&recorder.url("/files/x.pdf"), deadline())
+        .await
+        .unwrap_err();
+    match &err {
+        ApiError::ForeignHost { host, allowed } => {
+            assert!(host.starts_with("http://"), "{err}");
+            assert!(allowed.contains("https://127.0.0.1:443"), "{err}");
+        }
+        other => panic!("expected ForeignHost, got {other:?}"),
+    }
+    assert!(recorder.requests().is_empty(), "{:?}", recorder.requests());
+}
+
+#[tokio::test]
+async fn an_http_extra_host_gets_the_token_only_beside_an_http_api_url() {
+    let fake = FakeKode::start().await;
+    let recorder = Recorder::start().await;
+    let entry = format!("http://{}", recorder_host_port(&recorder));
+
+    // The production shape: an https API URL refuses the entry outright.
+    let mut https = config(&fake);
+    https.api_url = Url::parse("https://beta-api.ambita.com").unwrap();
+    https.auth_url = kode::api::default_auth_url(&https.api_url);
+    https.download_hosts.push(entry.clone());
+    let err = KodeClient::new(https).unwrap_err();
+    assert!(matches!(err, ApiError::Invalid(_)), "{err:?}");
+    assert!(err.to_string().contains("plain http"), "{err}");
+
+    // A local KODE on http (as here) may name a local http file host.
+    let mut local = config(&fake);
+    local.download_hosts.push(entry);
+    let client = KodeClient::new(local).unwrap();
     let mut download = client
         .download(&recorder.url("/files/x.pdf"), deadline())
         .await
         .unwrap();
     read_all(&mut download).await.unwrap();
     let seen = recorder.requests();
+    assert_eq!(seen.len(), 1);
     assert!(seen[0]
         .header("authorization")
         .is_some_and(|v| v.starts_with("Bearer ")));

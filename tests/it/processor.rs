@@ -6,5 +6,6 @@
 mod concurrent;
 mod faults;
 mod harness;
+mod redelivery;
 mod stored;
 mod sync;

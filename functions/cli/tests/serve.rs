@@ -405,3 +405,58 @@ async fn poison_files_fail_alone_and_the_next_push_goes_through_at_once() {
     );
     drop(serve);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_serve_on_the_same_data_dir_is_refused_while_the_first_keeps_working() {
+    let fake = FakeKode::start().await;
+    let mut order = fake_kode::OrderSpec::new(7005);
+    let slow = AssetSpec::ok("lock-slow-1", "Situasjonskart.pdf", vec![5u8; 10_000]);
+    order.sub_orders[0].assets.push(slow.clone());
+    fake.add_order(order.clone());
+    // In flight while the second instance starts: the one a second start
+    // used to put back to pending under the first one's feet.
+    fake.slow_asset(&slow.id, Duration::from_secs(3));
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_str().unwrap().to_owned();
+    let first = Serve::start(data.path(), &fake, &[]);
+    let (code, _) = fake
+        .push(&first.push_url(), &order_push(&order, "NEW"))
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    eventually("the download to start", || async {
+        (fake.asset_downloads(&slow.id) == 1).then_some(())
+    })
+    .await;
+
+    let second = run_to_end(serve_command(data.path(), &fake, &[]));
+    let stderr = text(&second.stderr);
+    assert!(!second.status.success(), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    assert!(lines[0].contains(&dir), "{stderr}");
+    assert!(
+        lines[0].contains(&format!("pid {}", first.pid())),
+        "{stderr}"
+    );
+
+    // The one-shot commands work beside it.
+    let out = run_kode(&["dead-letters", "--data-dir", &dir], data.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // The first instance goes on: its push finishes with one download, and
+    // it takes new pushes.
+    drained(data.path()).await;
+    assert_stored(data.path(), order.id, &slow);
+    let later = AssetSpec::ok("lock-later-1", "Kart.pdf", vec![6u8; 5_000]);
+    order.sub_orders[0].assets.push(later.clone());
+    fake.add_order(order.clone());
+    let (code, _) = fake
+        .push(&first.push_url(), &order_push(&order, "UPDATED"))
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    drained(data.path()).await;
+    assert_stored(data.path(), order.id, &later);
+    assert_eq!(fake.asset_downloads(&slow.id), 1);
+}

@@ -2,7 +2,8 @@
 //! through [`kode::process::Processor`]. Records of one message group (one
 //! order) run in order; groups run side by side. A failed record and every
 //! later record of its group go back to the queue as batch item failures,
-//! so an order's pushes are never applied out of order.
+//! so an order's pushes are never applied out of order. How soon they come
+//! back is set in [`redelivery`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +16,12 @@ use kode::process::{ProcessError, Processor};
 use kode::Deadline;
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use tracing::{error, warn};
+
+pub mod redelivery;
+mod sqs;
+
+pub use redelivery::{Backoff, Outcome, Redelivery, Visibility, VisibilityError};
+pub use sqs::SqsVisibility;
 
 /// Time kept free at the end of an invocation: no record starts, and no
 /// KODE retry sleeps, inside it (`PROCESSOR_DEADLINE_MARGIN_SECS`).
@@ -62,8 +69,32 @@ impl From<BatchError> for Diagnostic {
 /// Processes a batch: groups concurrently, each group's records in order.
 /// `deadline` is the invocation's; no record starts once less than
 /// `margin` of it remains, and such records are reported as failures.
+/// Records reported as failures wait out the queue's visibility timeout;
+/// the Lambda uses [`handle_batch_redelivering`].
 pub async fn handle_batch<H: RecordHandler + ?Sized>(
     handler: &H,
+    event: SqsEvent,
+    deadline: Deadline,
+    margin: Duration,
+) -> Result<SqsBatchResponse, BatchError> {
+    run_batch(handler, None, event, deadline, margin).await
+}
+
+/// [`handle_batch`], and every record reported as a failure gets its
+/// visibility from `redelivery` as soon as its group is through.
+pub async fn handle_batch_redelivering<H: RecordHandler + ?Sized>(
+    handler: &H,
+    redelivery: &Redelivery,
+    event: SqsEvent,
+    deadline: Deadline,
+    margin: Duration,
+) -> Result<SqsBatchResponse, BatchError> {
+    run_batch(handler, Some(redelivery), event, deadline, margin).await
+}
+
+async fn run_batch<H: RecordHandler + ?Sized>(
+    handler: &H,
+    redelivery: Option<&Redelivery>,
     event: SqsEvent,
     deadline: Deadline,
     margin: Duration,
@@ -98,7 +129,7 @@ pub async fn handle_batch<H: RecordHandler + ?Sized>(
     let failed = join_all(
         groups
             .iter()
-            .map(|group| run_group(handler, group, work_deadline)),
+            .map(|group| run_group(handler, redelivery, group, work_deadline)),
     )
     .await;
 
@@ -109,13 +140,15 @@ pub async fn handle_batch<H: RecordHandler + ?Sized>(
     Ok(response)
 }
 
-/// Runs one group's records in order; returns the ids to report as failed.
+/// Runs one group's records in order, then hands back those not done;
+/// returns the ids to report as failed.
 async fn run_group<H: RecordHandler + ?Sized>(
     handler: &H,
+    redelivery: Option<&Redelivery>,
     records: &[&(String, SqsMessage)],
     deadline: Deadline,
 ) -> Vec<String> {
-    let mut failed = Vec::new();
+    let mut outcomes = Vec::with_capacity(records.len());
     let mut stopped: Option<&'static str> = None;
     for (id, record) in records.iter().map(|r| (&r.0, &r.1)) {
         let group = record.attributes.get("MessageGroupId").map(String::as_str);
@@ -124,18 +157,28 @@ async fn run_group<H: RecordHandler + ?Sized>(
         }
         if let Some(reason) = stopped {
             warn!(action = "record_deferred", messageId = %id, group, reason, "record returned to the queue");
-            failed.push(id.clone());
+            outcomes.push((id.as_str(), record, Outcome::NotStarted));
             continue;
         }
         // A record without a body fails like any unparseable envelope.
         let body = record.body.as_deref().unwrap_or("");
-        if let Err(e) = handler.handle(body, deadline).await {
-            error!(action = "record_failed", messageId = %id, group, retryable = e.is_retryable(), error = %e, "record failed");
-            failed.push(id.clone());
-            stopped = Some("an earlier record of its group failed");
+        match handler.handle(body, deadline).await {
+            Ok(()) => outcomes.push((id.as_str(), record, Outcome::Done)),
+            Err(e) => {
+                error!(action = "record_failed", messageId = %id, group, retryable = e.is_retryable(), error = %e, "record failed");
+                outcomes.push((id.as_str(), record, Outcome::Failed));
+                stopped = Some("an earlier record of its group failed");
+            }
         }
     }
-    failed
+    if let Some(redelivery) = redelivery {
+        redelivery.hand_back(&outcomes).await;
+    }
+    outcomes
+        .into_iter()
+        .filter(|(_, _, outcome)| *outcome != Outcome::Done)
+        .map(|(id, _, _)| id.to_owned())
+        .collect()
 }
 
 /// The invocation deadline from the Lambda context (milliseconds since the
@@ -148,13 +191,22 @@ pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Deadline {
 /// Serves SQS batches until the runtime stops.
 pub async fn run<H: RecordHandler + 'static>(
     handler: Arc<H>,
+    redelivery: Redelivery,
     margin: Duration,
 ) -> Result<(), lambda_runtime::Error> {
+    let redelivery = Arc::new(redelivery);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
-        let handler = handler.clone();
+        let (handler, redelivery) = (handler.clone(), redelivery.clone());
         async move {
             let deadline = deadline_from_epoch_ms(event.context.deadline);
-            handle_batch(handler.as_ref(), event.payload, deadline, margin).await
+            handle_batch_redelivering(
+                handler.as_ref(),
+                &redelivery,
+                event.payload,
+                deadline,
+                margin,
+            )
+            .await
         }
     }))
     .await

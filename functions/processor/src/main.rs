@@ -15,12 +15,12 @@ use kode::metrics::Metrics;
 use kode::process::Processor;
 use kode::store::aws::{DynamoLedger, S3Blobs, UploadBudget};
 use kode::sync::FailedPolicy;
-use processor::DEFAULT_DEADLINE_MARGIN;
+use processor::{Backoff, Redelivery, SqsVisibility, DEFAULT_DEADLINE_MARGIN};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     kode::telemetry::init_json_logs();
-    let (processor, margin) = match build().await {
+    let (processor, redelivery, margin) = match build().await {
         Ok(built) => built,
         Err(e) => {
             // One line naming the setting; the Lambda init then fails visibly
@@ -33,13 +33,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             std::process::exit(1);
         }
     };
-    processor::run(Arc::new(processor), margin).await
+    processor::run(Arc::new(processor), redelivery, margin).await
 }
 
-async fn build() -> anyhow::Result<(Processor, Duration)> {
+async fn build() -> anyhow::Result<(Processor, Redelivery, Duration)> {
     // Plain settings first: a typo is reported without touching AWS.
     let bucket = env_required("ASSET_BUCKET")?;
     let table = env_required("LEDGER_TABLE")?;
+    let queue_url = env_required("QUEUE_URL")?;
     let concurrency = env_usize("DOWNLOAD_CONCURRENCY", 4)?;
     if concurrency == 0 {
         return Err(ConfigError::Invalid {
@@ -64,6 +65,13 @@ async fn build() -> anyhow::Result<(Processor, Duration)> {
     let blobs = S3Blobs::new(kode::aws::s3_client(&aws), bucket)
         .with_budget(budget)
         .context("UPLOAD_MEMORY_MIB")?;
+    let queue = SqsVisibility::new(aws_sdk_sqs::Client::new(&aws), queue_url);
+    // The backoff never exceeds what Lambda would have let a record wait.
+    let cap = queue
+        .queue_timeout()
+        .await
+        .context("reading the visibility timeout of QUEUE_URL")?;
+    let redelivery = Redelivery::new(Backoff::new(cap), Arc::new(queue));
     let kode =
         KodeClient::new(kode_api_config_from_env(Some(&aws)).await?).context("KODE client")?;
     let ledger = DynamoLedger::new(aws_sdk_dynamodb::Client::new(&aws), table);
@@ -75,5 +83,5 @@ async fn build() -> anyhow::Result<(Processor, Duration)> {
     )
     .with_metrics(Metrics::Emf)
     .with_failed_policy(failed);
-    Ok((processor, margin))
+    Ok((processor, redelivery, margin))
 }

@@ -208,3 +208,132 @@ fn deadline_from_the_context_is_in_the_future() {
     assert!(deadline.remaining() > Duration::from_secs(50));
     assert!(deadline_from_epoch_ms(now_ms - 1_000).has_passed());
 }
+
+/// Records every visibility change; refuses those of the listed handles.
+#[derive(Default)]
+struct Queue {
+    changes: Mutex<Vec<(String, Duration)>>,
+    refuse: Vec<String>,
+}
+
+#[async_trait]
+impl Visibility for Queue {
+    async fn set(&self, receipt_handle: &str, visibility: Duration) -> Result<(), VisibilityError> {
+        if self.refuse.iter().any(|h| h == receipt_handle) {
+            return Err(VisibilityError::Refused("receipt handle expired".into()));
+        }
+        self.changes
+            .lock()
+            .unwrap()
+            .push((receipt_handle.to_owned(), visibility));
+        Ok(())
+    }
+}
+
+/// As received from SQS: a receipt handle `rh-<name>` and a receive count.
+fn received(name: &str, group: &str, receive_count: u32) -> SqsMessage {
+    let mut m = record(name, Some(group));
+    m.receipt_handle = Some(format!("rh-{name}"));
+    m.attributes
+        .insert("ApproximateReceiveCount".into(), receive_count.to_string());
+    m
+}
+
+async fn redelivered(
+    queue: Arc<Queue>,
+    stub: &Stub,
+    records: Vec<SqsMessage>,
+    deadline: Deadline,
+) -> Vec<String> {
+    let redelivery = Redelivery::new(Backoff::new(Duration::from_secs(1800)), queue);
+    let response = handle_batch_redelivering(
+        stub,
+        &redelivery,
+        event(records),
+        deadline,
+        DEFAULT_DEADLINE_MARGIN,
+    )
+    .await
+    .unwrap();
+    failed_ids(&response)
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn a_failed_record_and_the_rest_of_its_group_get_its_backoff() {
+    let queue = Arc::new(Queue::default());
+    let stub = Stub::new(&[("a2", Act::Fail)]);
+    let failed = redelivered(
+        queue.clone(),
+        &stub,
+        vec![
+            received("a1", "order-1", 1),
+            received("b1", "order-2", 1),
+            received("a2", "order-1", 2),
+            received("a3", "order-1", 1),
+        ],
+        long(),
+    )
+    .await;
+    assert_eq!(failed, ["a2", "a3"]);
+    // a2's second receive failed: 4 minutes, and a3 never before it.
+    assert_eq!(
+        *queue.changes.lock().unwrap(),
+        [
+            ("rh-a2".to_owned(), 4 * MINUTE),
+            ("rh-a3".to_owned(), 4 * MINUTE)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn records_not_started_for_the_deadline_get_a_few_seconds() {
+    let queue = Arc::new(Queue::default());
+    let stub = Stub::new(&[]);
+    let failed = redelivered(
+        queue.clone(),
+        &stub,
+        vec![received("a1", "order-1", 3), received("b1", "order-2", 1)],
+        Deadline::after(Duration::from_secs(4)),
+    )
+    .await;
+    assert_eq!(failed, ["a1", "b1"]);
+    let mut changes = queue.changes.lock().unwrap().clone();
+    changes.sort();
+    let five = Duration::from_secs(5);
+    assert_eq!(
+        changes,
+        [("rh-a1".to_owned(), five), ("rh-b1".to_owned(), five)]
+    );
+}
+
+#[tokio::test]
+async fn a_refused_visibility_change_fails_nothing_and_leaves_the_rest_of_its_group_alone() {
+    let queue = Arc::new(Queue {
+        refuse: vec!["rh-a1".to_owned()],
+        ..Queue::default()
+    });
+    let stub = Stub::new(&[("a1", Act::Fail), ("b1", Act::Fail)]);
+    let failed = redelivered(
+        queue.clone(),
+        &stub,
+        vec![
+            received("a1", "order-1", 1),
+            received("a2", "order-1", 1),
+            received("b1", "order-2", 1),
+            received("b2", "order-2", 1),
+        ],
+        long(),
+    )
+    .await;
+    assert_eq!(failed, ["a1", "a2", "b1", "b2"]);
+    // a2 keeps the queue's timeout, as a1 does; order-2 is unaffected.
+    assert_eq!(
+        *queue.changes.lock().unwrap(),
+        [("rh-b1".to_owned(), MINUTE), ("rh-b2".to_owned(), MINUTE)]
+    );
+}

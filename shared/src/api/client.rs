@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION};
+use reqwest::header::{HeaderValue, ACCEPT};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -10,10 +10,11 @@ use url::Url;
 
 use crate::deadline::Deadline;
 use crate::model::{MunicipalityNumber, Order, OrderId, OrderKind, Product};
+use crate::secret::Secret;
 
 use super::auth::{AccessToken, Auth, DEFAULT_LIFETIME};
 use super::download::{redirect_target, Download, MAX_REDIRECTS};
-use super::hosts::{host_of, AllowedHosts};
+use super::hosts::{host_of, origin_of, AllowedHosts};
 use super::retry::{Idempotency, RetryPolicy};
 use super::{http, join, ApiConfig, ApiError, TokenInfo};
 
@@ -215,10 +216,10 @@ impl KodeClient {
         }
         if !self.inner.hosts.allows(&url) {
             let error = ApiError::ForeignHost {
-                host: host_of(&url),
+                host: origin_of(&url),
                 allowed: self.inner.hosts.describe(),
             };
-            tracing::warn!(action = "download_refused", host = %host_of(&url), "download URL on a foreign host refused");
+            tracing::warn!(action = "download_refused", host = %origin_of(&url), "download URL on a foreign host refused");
             return Err(error);
         }
         let what = format!("download from {}{}", host_of(&url), url.path());
@@ -296,7 +297,7 @@ impl KodeClient {
         if !inner.hosts.allows(&url) {
             // Only reachable through a misconfiguration; the token stays home.
             return Err(ApiError::ForeignHost {
-                host: host_of(&url),
+                host: origin_of(&url),
                 allowed: inner.hosts.describe(),
             });
         }
@@ -306,11 +307,11 @@ impl KodeClient {
                 inner
                     .policy
                     .run(what, deadline, idempotency, || {
-                        let mut request = inner
-                            .http
-                            .request(method.clone(), url.clone())
-                            .bearer_auth(token.secret.expose())
-                            .header(ACCEPT, HeaderValue::from_static("application/json"));
+                        let mut request = authorized(
+                            inner.http.request(method.clone(), url.clone()),
+                            &token.secret,
+                        )
+                        .header(ACCEPT, HeaderValue::from_static("application/json"));
                         if let Some(body) = body {
                             request = request
                                 .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -354,8 +355,7 @@ impl Inner {
             let with_token = self.hosts.allows(&url);
             let mut request = self.http.get(url.clone());
             if with_token {
-                request =
-                    request.header(AUTHORIZATION, format!("Bearer {}", token.secret.expose()));
+                request = authorized(request, &token.secret);
             }
             let response = http::send(what, request, self.config.request_timeout, deadline).await?;
             let status = response.status();
@@ -378,7 +378,7 @@ impl Inner {
                     ..
                 } if !with_token => Err(ApiError::Auth(format!(
                     "{} wants authentication, but the KODE token is never sent there: {message}",
-                    host_of(&url)
+                    origin_of(&url)
                 ))),
                 other => Err(other),
             };
@@ -394,4 +394,29 @@ fn encode<B: Serialize>(body: &B) -> Result<Body, ApiError> {
     serde_json::to_vec(body)
         .map(|json| Body { json: json.into() })
         .map_err(|e| ApiError::Invalid(format!("cannot encode the request body: {e}")))
+}
+
+/// Every request carrying the token gets it here. `bearer_auth` marks the
+/// header sensitive, so hyper and any debug output of the request hide it.
+fn authorized(request: reqwest::RequestBuilder, token: &Secret) -> reqwest::RequestBuilder {
+    request.bearer_auth(token.expose())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_header_is_marked_sensitive() {
+        let request = authorized(
+            reqwest::Client::new().get("https://beta-api.ambita.com/x"),
+            &Secret::new("tok-4f1c9a"),
+        )
+        .build()
+        .unwrap();
+        let header = &request.headers()[reqwest::header::AUTHORIZATION];
+        assert!(header.is_sensitive());
+        assert_eq!(header.to_str().unwrap(), "Bearer tok-4f1c9a");
+        assert!(!format!("{request:?}").contains("tok-4f1c9a"));
+    }
 }

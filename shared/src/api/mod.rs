@@ -51,8 +51,9 @@ pub struct ApiConfig {
     /// The token endpoint itself.
     pub auth_url: Url,
     pub credentials: Credentials,
-    /// Extra `host[:port]` the token may be sent to; the API and token hosts
-    /// always are.
+    /// Extra hosts the token may be sent to: `host` (https on port 443) or
+    /// `scheme://host[:port]`, http only beside an http `api_url`; the API
+    /// and token URLs' own origins always are.
     pub download_hosts: Vec<String>,
     pub max_asset_bytes: u64,
     pub token_encoding: TokenEncoding,

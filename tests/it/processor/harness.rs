@@ -169,37 +169,8 @@ impl Env {
             if received.len() >= count {
                 break;
             }
-            let output = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.queue_url)
-                .max_number_of_messages(10.min(count - received.len()) as i32)
-                .message_system_attribute_names(MessageSystemAttributeName::All)
-                .send()
-                .await
-                .expect("receive messages");
-            for m in output.messages.unwrap_or_default() {
-                let id = m.message_id.clone().expect("message id");
-                let handle = m.receipt_handle.clone().expect("receipt handle");
-                let attributes: HashMap<String, String> = m
-                    .attributes
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k.as_str().to_owned(), v))
-                    .collect();
-                records.push(json!({
-                    "messageId": id,
-                    "receiptHandle": handle,
-                    "body": m.body,
-                    "md5OfBody": m.md5_of_body,
-                    "attributes": attributes,
-                    "messageAttributes": {},
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": self.queue_arn,
-                    "awsRegion": "eu-north-1",
-                }));
-                received.push((id, handle));
-            }
+            self.receive_once(count - received.len(), &mut records, &mut received)
+                .await;
             if received.len() < count {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -208,6 +179,56 @@ impl Env {
         let event: SqsEvent =
             serde_json::from_value(json!({ "Records": records })).expect("an SQS event");
         (event, received)
+    }
+
+    /// What one receive gets right now (nothing if no message is visible),
+    /// as an event.
+    pub async fn receive_visible(&self) -> (SqsEvent, Vec<(String, String)>) {
+        let mut records = Vec::new();
+        let mut received = Vec::new();
+        self.receive_once(10, &mut records, &mut received).await;
+        let event: SqsEvent =
+            serde_json::from_value(json!({ "Records": records })).expect("an SQS event");
+        (event, received)
+    }
+
+    async fn receive_once(
+        &self,
+        max: usize,
+        records: &mut Vec<Value>,
+        received: &mut Vec<(String, String)>,
+    ) {
+        let output = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(10.min(max) as i32)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .expect("receive messages");
+        for m in output.messages.unwrap_or_default() {
+            let id = m.message_id.clone().expect("message id");
+            let handle = m.receipt_handle.clone().expect("receipt handle");
+            let attributes: HashMap<String, String> = m
+                .attributes
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k.as_str().to_owned(), v))
+                .collect();
+            records.push(json!({
+                "messageId": id,
+                "receiptHandle": handle,
+                "body": m.body,
+                "md5OfBody": m.md5_of_body,
+                "attributes": attributes,
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": self.queue_arn,
+                "awsRegion": "eu-north-1",
+            }));
+            received.push((id, handle));
+        }
     }
 
     /// Receives `count` messages and runs them through the handler with
@@ -247,6 +268,82 @@ impl Env {
             }
         }
         Delivery { received, failed }
+    }
+
+    /// Runs a received batch through the Lambda's handler with `backoff`
+    /// applied to the queue, deleting what succeeded as Lambda does.
+    pub async fn deliver_redelivering(
+        &self,
+        (event, received): (SqsEvent, Vec<(String, String)>),
+        backoff: ::processor::Backoff,
+        time: Duration,
+        margin: Duration,
+    ) -> Delivery {
+        let redelivery = ::processor::Redelivery::new(
+            backoff,
+            Arc::new(::processor::SqsVisibility::new(
+                self.sqs.clone(),
+                &self.queue_url,
+            )),
+        );
+        let response = ::processor::handle_batch_redelivering(
+            &self.processor,
+            &redelivery,
+            event,
+            Deadline::after(time),
+            margin,
+        )
+        .await
+        .expect("the batch is answered record by record");
+        let failed: Vec<String> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
+        for (id, handle) in &received {
+            if !failed.contains(id) {
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await
+                    .expect("delete message");
+            }
+        }
+        Delivery { received, failed }
+    }
+
+    /// Messages visible now (`ApproximateNumberOfMessages`), without
+    /// receiving them.
+    pub async fn visible_count(&self) -> u64 {
+        self.sqs
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .expect("queue attributes")
+            .attributes
+            .and_then(|mut a| a.remove(&QueueAttributeName::ApproximateNumberOfMessages))
+            .and_then(|n| n.parse().ok())
+            .expect("ApproximateNumberOfMessages")
+    }
+
+    /// Sends a body that is not an envelope (the processor fails it at
+    /// once) into `group`; returns the message id.
+    pub async fn send_raw(&self, body: &str, group: &str) -> String {
+        self.sqs
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .message_group_id(group)
+            .message_deduplication_id(uuid::Uuid::new_v4().simple().to_string())
+            .send()
+            .await
+            .expect("send message")
+            .message_id
+            .expect("message id")
     }
 
     /// Makes the delivery's messages still in the queue visible again at

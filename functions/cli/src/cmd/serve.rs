@@ -28,7 +28,8 @@ Secrets come from the environment (or the config file), never from flags:
 Also read: MAX_ASSET_BYTES, DOWNLOAD_HOSTS.
 
 In <data-dir>: assets/orders/<order>/<asset>/<file> (the files), ledger.sqlite
-(what is stored), queue.sqlite (pushes not yet processed, dead letters), tmp/.
+(what is stored), queue.sqlite (pushes not yet processed, dead letters), tmp/,
+serve.lock (one kode serve per data directory; a second one exits at once).
 SIGINT/SIGTERM: stops taking pushes, gives work in progress 8 s, requeues the rest.";
 
 #[derive(Args, Debug)]

@@ -7,6 +7,7 @@
 //! Lambdas run.
 
 mod http;
+mod lock;
 mod worker;
 
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use self::lock::DataDirLock;
 use self::worker::Worker;
 
 /// Everything the local pipeline needs.
@@ -51,6 +53,18 @@ pub enum PipelineError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// One line for the user: which directory, and who holds it.
+    #[error(
+        "the data directory {} is in use by another `kode serve`{}; stop it or choose another --data-dir",
+        data_dir.display(),
+        pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )]
+    InUse { data_dir: PathBuf, pid: Option<u32> },
+    #[error("cannot lock {path}: {source}")]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot open the local storage: {0}")]
     Store(#[from] StoreError),
     #[error("invalid KODE settings: {0}")]
@@ -69,7 +83,10 @@ impl PipelineError {
             PipelineError::Kode(e) => e.is_retryable(),
             // The port may be freed by whoever holds it.
             PipelineError::Listen { .. } => true,
-            PipelineError::DataDir { .. } => false,
+            // Not until someone stops the other instance: trying again
+            // changes nothing by itself.
+            PipelineError::InUse { .. } => false,
+            PipelineError::DataDir { .. } | PipelineError::Lock { .. } => false,
         }
     }
 }
@@ -86,10 +103,7 @@ impl LocalStore {
 
     /// Creates the data directory if needed.
     pub async fn open(data_dir: &Path) -> Result<LocalStore, PipelineError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| PipelineError::DataDir {
-            path: data_dir.to_owned(),
-            source,
-        })?;
+        create_data_dir(data_dir)?;
         Ok(LocalStore {
             ledger: SqliteLedger::open(data_dir.join(Self::LEDGER_FILE)).await?,
             blobs: DiskBlobs::new(data_dir),
@@ -97,9 +111,18 @@ impl LocalStore {
     }
 }
 
+fn create_data_dir(data_dir: &Path) -> Result<(), PipelineError> {
+    std::fs::create_dir_all(data_dir).map_err(|source| PipelineError::DataDir {
+        path: data_dir.to_owned(),
+        source,
+    })
+}
+
 /// A running pipeline. [`Pipeline::shutdown`] stops it in order; if the
 /// process dies instead, the next start requeues what was in flight.
 pub struct Pipeline {
+    /// Released last, when the pipeline is dropped after its shutdown.
+    _lock: DataDirLock,
     addr: SocketAddr,
     data_dir: PathBuf,
     queue: SqliteQueue,
@@ -122,10 +145,12 @@ pub struct Stopped {
 }
 
 impl Pipeline {
-    /// Opens the stores, requeues what a previous run left in flight, binds
-    /// the listener and starts the workers.
+    /// Locks the data directory, opens the stores, requeues what a previous
+    /// run left in flight, binds the listener and starts the workers.
     pub async fn start(config: PipelineConfig) -> Result<Pipeline, PipelineError> {
         let data_dir = config.data_dir;
+        create_data_dir(&data_dir)?;
+        let lock = DataDirLock::acquire(&data_dir)?;
         let LocalStore { ledger, blobs } = LocalStore::open(&data_dir).await?;
         let queue = SqliteQueue::open(data_dir.join("queue.sqlite"), config.queue).await?;
         let requeued = queue.release_in_flight().await?;
@@ -182,6 +207,7 @@ impl Pipeline {
             "local pipeline started"
         );
         Ok(Pipeline {
+            _lock: lock,
             addr,
             data_dir,
             queue,

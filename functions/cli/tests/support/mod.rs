@@ -45,17 +45,9 @@ impl Serve {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Serve {
-        let mut child = kode()
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(extra)
-            .env("HOME", data_dir)
-            .envs(fake_env(fake))
+        let mut child = serve_command(data_dir, fake, extra)
             .envs(env.iter().copied())
-            .env("PUSH_TOKEN", PUSH_TOKEN)
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
             .spawn()
             .expect("start kode serve");
         let stderr = Arc::new(Mutex::new(Vec::new()));
@@ -92,6 +84,10 @@ impl Serve {
                 serve.log()
             );
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -156,6 +152,21 @@ pub fn fake_env(fake: &FakeKode) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// `kode serve` on a free loopback port against `fake`, stderr piped.
+pub fn serve_command(data_dir: &Path, fake: &FakeKode, extra: &[&str]) -> Command {
+    let mut command = kode();
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(extra)
+        .env("HOME", data_dir)
+        .envs(fake_env(fake))
+        .env("PUSH_TOKEN", PUSH_TOKEN)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
 /// Runs a `kode` command to its end (killed if it overruns).
 pub fn run_kode(args: &[&str], cwd: &Path) -> Output {
     run_kode_env(args, cwd, Vec::new())
@@ -163,11 +174,19 @@ pub fn run_kode(args: &[&str], cwd: &Path) -> Output {
 
 /// As [`run_kode`], with environment variables.
 pub fn run_kode_env(args: &[&str], cwd: &Path, env: Vec<(&str, String)>) -> Output {
-    let child = kode()
+    let mut command = kode();
+    command
         .args(args)
         .envs(env)
         .env("HOME", cwd)
-        .current_dir(cwd)
+        .current_dir(cwd);
+    run_to_end(command)
+}
+
+/// Runs a prepared `kode` command to its end, capturing its output (killed
+/// if it overruns).
+pub fn run_to_end(mut command: Command) -> Output {
+    let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -184,7 +203,7 @@ pub fn run_kode_env(args: &[&str], cwd: &Path, env: Vec<(&str, String)>) -> Outp
         let _ = Command::new("kill")
             .args(["-KILL", &pid.to_string()])
             .status();
-        panic!("kode {args:?} did not finish");
+        panic!("{command:?} did not finish");
     }
     waiter.join().expect("waiter thread").expect("kode output")
 }
