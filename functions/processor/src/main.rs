@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use kode::api::KodeClient;
 use kode::config::{env_required, env_u64, env_usize, kode_api_config_from_env, ConfigError};
-use kode::metrics::Metrics;
+use kode::metrics::{Metrics, STACK_NAME_ENV};
 use kode::process::Processor;
 use kode::store::aws::{DynamoLedger, S3Blobs};
 use processor::DEFAULT_DEADLINE_MARGIN;
@@ -60,6 +60,6 @@ async fn build() -> anyhow::Result<(Processor, Duration)> {
         Arc::new(ledger),
         concurrency,
     )
-    .with_metrics(Metrics::Emf);
+    .with_metrics(Metrics::for_lambda(std::env::var(STACK_NAME_ENV).ok()));
     Ok((processor, margin))
 }

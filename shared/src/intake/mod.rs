@@ -22,6 +22,7 @@ pub use log::{IntakeLog, Outcome};
 pub use request::{query_pairs, IntakeRequest, IntakeResponse, RequestId};
 pub use secret::{PushSecret, PushSecretError};
 
+use crate::metrics::Metrics;
 use crate::model::{Push, PushError};
 use crate::store::{OutgoingMessage, Queue};
 use crate::Deadline;
@@ -44,6 +45,7 @@ pub struct Intake {
     queue: Arc<dyn Queue>,
     secret: PushSecret,
     send_timeout: Duration,
+    metrics: Metrics,
 }
 
 impl Intake {
@@ -52,7 +54,14 @@ impl Intake {
             queue,
             secret,
             send_timeout: DEFAULT_SEND_TIMEOUT,
+            metrics: Metrics::Off,
         }
+    }
+
+    /// Counts each push by outcome (`Metric::Pushes*`).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Intake {
+        self.metrics = metrics;
+        self
     }
 
     pub fn with_send_timeout(mut self, timeout: Duration) -> Intake {
@@ -78,6 +87,9 @@ impl Intake {
         let (outcome, response) = self.decide(request, deadline, &mut log).await;
         log.finish(outcome, response.status, started.elapsed());
         log.emit();
+        if let Some(metric) = outcome.metric() {
+            self.metrics.emit(&[(metric, 1.0)]);
+        }
         Handled { response, log }
     }
 
