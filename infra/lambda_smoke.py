@@ -461,10 +461,10 @@ def smoke(run):
     ).get("Item")
     check(item is not None, "the distributor message is in the ledger")
 
-    pushes = emf_metrics(run.log_of("webhook"))
+    pushes = [name for name, value in emf_metrics(run.log_of("webhook")) if value == 1]
     check(
-        pushes == [("PushesUnauthorized", 1.0), ("PushesAccepted", 1.0)],
-        f"the webhook printed one metric line per push, under Stack {STACK} (got {pushes})",
+        pushes == ["PushesUnauthorized", "PushesAccepted"],
+        f"the webhook counted each push by its outcome, under Stack {STACK} (got {pushes})",
     )
     stored = [value for name, value in emf_metrics(run.log_of("processor")) if name == "AssetsStored"]
     check(

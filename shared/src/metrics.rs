@@ -47,6 +47,15 @@ pub enum Metric {
 }
 
 impl Metric {
+    /// The webhook's counts, one per outcome of a push.
+    pub const PUSH_OUTCOMES: [Metric; 5] = [
+        Metric::PushesAccepted,
+        Metric::PushesUnauthorized,
+        Metric::PushesInvalid,
+        Metric::PushesTooLarge,
+        Metric::PushesQueueFailed,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Metric::AssetsStored => "AssetsStored",

@@ -22,7 +22,7 @@ pub use log::{IntakeLog, Outcome};
 pub use request::{query_pairs, IntakeRequest, IntakeResponse, RequestId};
 pub use secret::{PushSecret, PushSecretError};
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metric, Metrics};
 use crate::model::{Push, PushError};
 use crate::store::{OutgoingMessage, Queue};
 use crate::Deadline;
@@ -87,8 +87,11 @@ impl Intake {
         let (outcome, response) = self.decide(request, deadline, &mut log).await;
         log.finish(outcome, response.status, started.elapsed());
         log.emit();
-        if let Some(metric) = outcome.metric() {
-            self.metrics.emit(&[(metric, 1.0)]);
+        if let Some(counted) = outcome.metric() {
+            // Every outcome's count, 0 for the others: "401s while none was
+            // accepted" then compares two series that both have data.
+            let counts = Metric::PUSH_OUTCOMES.map(|m| (m, f64::from(u8::from(m == counted))));
+            self.metrics.emit(&counts);
         }
         Handled { response, log }
     }
