@@ -4,13 +4,13 @@
 `cargo lambda watch --only-lambda-apis` serves the Lambda Runtime API; each
 function binary is started as Lambda starts `bootstrap`: AWS_LAMBDA_RUNTIME_API
 pointing at the emulator and only the environment template.yaml gives it
-(QUEUE_URL + PUSH_SECRET_ARN; QUEUE_URL, ASSET_BUCKET, LEDGER_TABLE, KODE_API_URL,
+(QUEUE_URL + PUSH_SECRET_ARN + STACK_NAME; QUEUE_URL, ASSET_BUCKET, LEDGER_TABLE, KODE_API_URL,
 KODE_SECRET_ARN, ...), against moto (AWS_ENDPOINT_URL, exported by
 infra/test.sh) and `fake-kode --sample`. Then `cargo lambda invoke` sends the
-sample events of infra/events/ and the script checks the responses and what
-the queue, bucket and table hold afterwards. Everything it starts is stopped
-and everything it creates is deleted on every exit. Exit status 1 on any
-failed check.
+sample events of infra/events/ and the script checks the responses, what
+the queue, bucket and table hold afterwards, and the metric lines each
+function printed. Everything it starts is stopped and everything it creates
+is deleted on every exit. Exit status 1 on any failed check.
 
 The binaries are built with `cargo build --workspace --bins --tests`: the
 feature set of `cargo test --workspace`, so after the test step only the two
@@ -44,6 +44,8 @@ PROCESSOR_EVENT = EVENTS / "processor-sqs.json"
 # `fake-kode --sample` serves this order; the sample events push it.
 SAMPLE_ORDER = 2345678
 INVOKE_TIMEOUT_S = 120
+# The stack name the functions get, as template.yaml gives them theirs.
+STACK = "kode-smoke"
 
 
 class Failed(Exception):
@@ -353,7 +355,9 @@ def smoke(run):
         "webhook",
         [str(bins / "webhook")],
         env=function_env(
-            "webhook", rt_port, {"QUEUE_URL": res["queue"], "PUSH_SECRET_ARN": res["push_secret"]}
+            "webhook",
+            rt_port,
+            {"QUEUE_URL": res["queue"], "PUSH_SECRET_ARN": res["push_secret"], "STACK_NAME": STACK},
         ),
     )
     processor = run.start(
@@ -370,6 +374,7 @@ def smoke(run):
                 "KODE_SECRET_ARN": res["kode_secret"],
                 "DOWNLOAD_CONCURRENCY": "4",
                 "MAX_ASSET_BYTES": "1073741824",
+                "STACK_NAME": STACK,
             },
         ),
     )
@@ -456,6 +461,39 @@ def smoke(run):
         },
     ).get("Item")
     check(item is not None, "the distributor message is in the ledger")
+
+    pushes = [name for name, value in emf_metrics(run.log_of("webhook")) if value == 1]
+    check(
+        pushes == ["PushesUnauthorized", "PushesAccepted"],
+        f"the webhook counted each push by its outcome, under Stack {STACK} (got {pushes})",
+    )
+    stored = [value for name, value in emf_metrics(run.log_of("processor")) if name == "AssetsStored"]
+    check(
+        sum(stored) == len(assets),
+        f"the processor printed AssetsStored {len(assets)} under Stack {STACK} (got {stored})",
+    )
+
+
+def emf_metrics(output):
+    """(metric, value) of each embedded-metric line in a function's output
+    that CloudWatch would count for this stack at any Lambda log level."""
+    found = []
+    for line in output.splitlines():
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(doc, dict) or "_aws" not in doc:
+            continue
+        directive = doc["_aws"]["CloudWatchMetrics"][0]
+        if (
+            directive["Namespace"] == "KodePush"
+            and directive["Dimensions"] == [["Stack"]]
+            and doc.get("Stack") == STACK
+            and doc.get("level") == "FATAL"
+        ):
+            found += [(m["Name"], doc[m["Name"]]) for m in directive["Metrics"]]
+    return found
 
 
 def main():

@@ -10,6 +10,7 @@ IAM.
     lint_template.py [TEMPLATE]              exit 1 on any finding
     lint_template.py --self-test [TEMPLATE]  seed mistakes into copies of
                                              TEMPLATE, exit 1 unless each is caught
+                                             and cfn-lint alone misses one of them
 """
 
 from __future__ import annotations
@@ -146,14 +147,21 @@ def self_test(template: Path) -> int:
             path.write_text(json.dumps(broken, indent=1), encoding="utf-8")
             sources.append(path)
         results = lint(sources, workdir)
+        # The same seeds through cfn-lint alone, to show what the
+        # translation adds.
+        source_only = cfn_lint(sources[1:])
     if baseline := results.pop(template):
         print("self-test needs a clean template; it has:", *baseline, sep="\n  ", file=sys.stderr)
         return 1
     missed = [path.stem for path, found in results.items() if not found]
     for path, found in results.items():
-        print(f"caught: {path.stem}: {found[0]}" if found else f"MISSED: {path.stem}")
+        alone = "also" if source_only[path] else "NOT"
+        print(f"caught: {path.stem} ({alone} by cfn-lint alone): {found[0]}" if found else f"MISSED: {path.stem}")
     if missed:
         print(f"the template lint missed {len(missed)} seeded mistake(s)", file=sys.stderr)
+        return 1
+    if all(source_only.values()):
+        print("cfn-lint alone caught every seed: the SAM translation pass shows nothing", file=sys.stderr)
         return 1
     return 0
 

@@ -116,11 +116,11 @@ run_step "Lambda smoke test (real binaries, cargo lambda's Runtime API, moto, fa
 if [[ -f template.yaml ]]; then
     run_step "template lint (cfn-lint on template.yaml and its SAM translation)" \
         "$PY" infra/lint_template.py template.yaml
-    run_step "template lint catches seeded mistakes in a function's SQS event" \
+    run_step "template lint catches seeded mistakes in a function's SQS event (cfn-lint alone misses some)" \
         "$PY" infra/lint_template.py --self-test template.yaml
-    run_step "template rules (arm64, FIFO + DLQ, batch failures, visibility, least privilege)" \
+    run_step "template rules (builds, queues, grants, storage, secrets, alarms, dashboard, samconfig)" \
         "$PY" infra/check_template.py template.yaml
-    run_step "template rules catch seeded violations" \
+    run_step "template rules: every rule finds its seeded violation" \
         "$PY" infra/check_template.py --self-test template.yaml
 else
     step "template checks skipped: no template.yaml"

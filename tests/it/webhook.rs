@@ -6,6 +6,7 @@ use std::sync::Arc;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use base64::Engine as _;
 use kode::intake::{Intake, PushSecret};
+use kode::metrics::Metrics;
 use kode::store::aws::SqsQueue;
 use kode::Secret;
 use lambda_runtime::{Context, LambdaEvent};
@@ -493,6 +494,106 @@ async fn unreachable_sqs_is_503() {
     let response = webhook::handle(&intake, event).await.expect("a response");
     assert_eq!(response.status_code(), 503);
     assert!(response.body_json()["error"].is_string());
+}
+
+const OUTCOMES: [&str; 5] = [
+    "PushesAccepted",
+    "PushesUnauthorized",
+    "PushesInvalid",
+    "PushesTooLarge",
+    "PushesQueueFailed",
+];
+
+/// Of each metric line an intake emitted: its stack and the one outcome
+/// counted 1 (every line declares all five, the others 0).
+fn counted_outcomes(metrics: &Metrics) -> Vec<(String, String)> {
+    metrics
+        .lines()
+        .iter()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).expect("an EMF line is JSON");
+            let directive = &v["_aws"]["CloudWatchMetrics"][0];
+            assert_eq!(directive["Namespace"], "KodePush", "{line}");
+            assert_eq!(directive["Dimensions"], json!([["Stack"]]), "{line}");
+            let declared: Vec<&str> = directive["Metrics"]
+                .as_array()
+                .expect("declared metrics")
+                .iter()
+                .map(|m| m["Name"].as_str().expect("a name"))
+                .collect();
+            assert_eq!(declared, OUTCOMES, "{line}");
+            let ones: Vec<&str> = OUTCOMES
+                .into_iter()
+                .filter(|name| v[*name].as_f64() == Some(1.0))
+                .collect();
+            let zeros = OUTCOMES
+                .iter()
+                .filter(|name| v[**name].as_f64() == Some(0.0))
+                .count();
+            assert_eq!((ones.len(), zeros), (1, 4), "{line}");
+            let stack = v["Stack"].as_str().expect("the stack dimension");
+            (stack.to_owned(), ones[0].to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_push_is_counted_by_outcome_under_the_stack() {
+    let fifo = Fifo::new().await;
+    let sdk = support::aws_config().await;
+    let metrics = Metrics::memory("it-stack");
+    let up = intake(SqsQueue::new(&sdk, fifo.url.clone())).with_metrics(metrics.clone());
+    let send = |event: Value| {
+        let up = &up;
+        async move {
+            let event = LambdaEvent::new(event, Context::default());
+            webhook::handle(up, event)
+                .await
+                .expect("a response")
+                .status_code()
+        }
+    };
+    let mut no_secret = post(ORDER_42);
+    no_secret.headers.clear();
+    let big = format!(
+        r#"{{"orderCollectionId":42,"pad":"{}"}}"#,
+        "x".repeat(64 * 1024)
+    );
+    let mut get = post(ORDER_42);
+    get.method = "GET";
+    let mut health = post("");
+    health.method = "GET";
+    health.path = "/healthz";
+
+    assert_eq!(send(post(ORDER_42).function_url()).await, 200);
+    assert_eq!(send(no_secret.http_api()).await, 401);
+    assert_eq!(send(post("[42]").rest()).await, 400);
+    assert_eq!(send(post(&big).http_api()).await, 413);
+    // Not pushes: neither counted nor an outcome metric.
+    assert_eq!(send(get.function_url()).await, 405);
+    assert_eq!(send(health.http_api()).await, 200);
+
+    let unreachable = aws_sdk_sqs::config::Builder::from(&sdk)
+        .endpoint_url("http://127.0.0.1:1")
+        .build();
+    let down = SqsQueue::from_client(
+        aws_sdk_sqs::Client::from_conf(unreachable),
+        "http://127.0.0.1:1/123456789012/nowhere.fifo",
+    );
+    let down = intake(down).with_metrics(metrics.clone());
+    let event = LambdaEvent::new(post(ORDER_42).http_api(), Context::default());
+    assert_eq!(
+        webhook::handle(&down, event).await.unwrap().status_code(),
+        503
+    );
+
+    // One line per push, in the order sent: the five outcomes above.
+    assert_eq!(
+        counted_outcomes(&metrics),
+        OUTCOMES.map(|name| ("it-stack".to_owned(), name.to_owned())),
+    );
+    assert_eq!(fifo.drain().await.len(), 1);
+    fifo.remove().await;
 }
 
 #[tokio::test]

@@ -6,12 +6,14 @@
 //! back is set in [`redelivery`].
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::future::join_all;
+use kode::metrics::{Metric, Metrics};
 use kode::process::{ProcessError, Processor};
 use kode::Deadline;
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
@@ -31,12 +33,21 @@ pub const DEFAULT_DEADLINE_MARGIN: Duration = Duration::from_secs(5);
 #[async_trait]
 pub trait RecordHandler: Send + Sync {
     async fn handle(&self, body: &str, deadline: Deadline) -> Result<(), ProcessError>;
+
+    /// Where the batch's own metrics go (records deferred for lack of time).
+    fn metrics(&self) -> Metrics {
+        Metrics::Off
+    }
 }
 
 #[async_trait]
 impl RecordHandler for Processor {
     async fn handle(&self, body: &str, deadline: Deadline) -> Result<(), ProcessError> {
         self.handle_envelope(body, deadline).await.map(|_| ())
+    }
+
+    fn metrics(&self) -> Metrics {
+        self.metrics.clone()
     }
 }
 
@@ -126,12 +137,21 @@ async fn run_batch<H: RecordHandler + ?Sized>(
     }
 
     let work_deadline = deadline.minus(margin);
+    let out_of_time = AtomicUsize::new(0);
     let failed = join_all(
         groups
             .iter()
-            .map(|group| run_group(handler, redelivery, group, work_deadline)),
+            .map(|group| run_group(handler, redelivery, group, work_deadline, &out_of_time)),
     )
     .await;
+    // Counted per batch, so that an alarm can tell batches that no longer
+    // fit the timeout from records deferred behind a failure.
+    let out_of_time = out_of_time.into_inner();
+    if out_of_time > 0 {
+        handler
+            .metrics()
+            .emit(&[(Metric::RecordsDeferred, out_of_time as f64)]);
+    }
 
     let mut response = SqsBatchResponse::default();
     for id in failed.into_iter().flatten() {
@@ -141,19 +161,22 @@ async fn run_batch<H: RecordHandler + ?Sized>(
 }
 
 /// Runs one group's records in order, then hands back those not done;
-/// returns the ids to report as failed.
+/// returns the ids to report as failed and adds those left unstarted for
+/// lack of time to `out_of_time`.
 async fn run_group<H: RecordHandler + ?Sized>(
     handler: &H,
     redelivery: Option<&Redelivery>,
     records: &[&(String, SqsMessage)],
     deadline: Deadline,
+    out_of_time: &AtomicUsize,
 ) -> Vec<String> {
     let mut outcomes = Vec::with_capacity(records.len());
     let mut stopped: Option<&'static str> = None;
-    for (id, record) in records.iter().map(|r| (&r.0, &r.1)) {
+    for (index, (id, record)) in records.iter().map(|r| (&r.0, &r.1)).enumerate() {
         let group = record.attributes.get("MessageGroupId").map(String::as_str);
         if stopped.is_none() && deadline.has_passed() {
             stopped = Some("invocation deadline near");
+            out_of_time.fetch_add(records.len() - index, Ordering::Relaxed);
         }
         if let Some(reason) = stopped {
             warn!(action = "record_deferred", messageId = %id, group, reason, "record returned to the queue");

@@ -11,7 +11,7 @@ use kode::config::{
     env_failed_max_attempts, env_required, env_u64, env_usize, kode_api_config_from_env,
     ConfigError,
 };
-use kode::metrics::Metrics;
+use kode::metrics::{Metrics, STACK_NAME_ENV};
 use kode::process::Processor;
 use kode::store::aws::{DynamoLedger, S3Blobs, UploadBudget};
 use kode::sync::FailedPolicy;
@@ -81,7 +81,7 @@ async fn build() -> anyhow::Result<(Processor, Redelivery, Duration)> {
         Arc::new(ledger),
         concurrency,
     )
-    .with_metrics(Metrics::Emf)
+    .with_metrics(Metrics::for_lambda(std::env::var(STACK_NAME_ENV).ok()))
     .with_failed_policy(failed);
     Ok((processor, redelivery, margin))
 }

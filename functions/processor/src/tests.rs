@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use kode::store::StoreError;
+use serde_json::Value;
 use tokio::sync::Barrier;
 
 use super::*;
@@ -23,6 +24,7 @@ struct Stub {
     acts: HashMap<String, Act>,
     calls: Mutex<Vec<String>>,
     barrier: Barrier,
+    metrics: Metrics,
 }
 
 impl Stub {
@@ -31,11 +33,25 @@ impl Stub {
             acts: acts.iter().map(|(b, a)| ((*b).to_owned(), *a)).collect(),
             calls: Mutex::new(Vec::new()),
             barrier: Barrier::new(2),
+            metrics: Metrics::memory("test-stack"),
         }
     }
 
     fn calls(&self) -> Vec<String> {
         self.calls.lock().unwrap().clone()
+    }
+
+    /// `RecordsDeferred` of each metric line emitted.
+    fn deferred_counts(&self) -> Vec<f64> {
+        self.metrics
+            .lines()
+            .iter()
+            .map(|line| {
+                let v: Value = serde_json::from_str(line).unwrap();
+                assert_eq!(v["Stack"], "test-stack");
+                v["RecordsDeferred"].as_f64().unwrap()
+            })
+            .collect()
     }
 }
 
@@ -58,6 +74,10 @@ impl RecordHandler for Stub {
                 Ok(())
             }
         }
+    }
+
+    fn metrics(&self) -> Metrics {
+        self.metrics.clone()
     }
 }
 
@@ -114,6 +134,10 @@ async fn failure_returns_the_record_and_the_rest_of_its_group_only() {
     assert_eq!(order_1, ["a1", "a2"]);
     let order_2: Vec<&String> = calls.iter().filter(|c| c.starts_with('b')).collect();
     assert_eq!(order_2, ["b1", "b2"]);
+    assert!(
+        stub.deferred_counts().is_empty(),
+        "a3 waits behind a failure, not for lack of time"
+    );
 }
 
 #[tokio::test]
@@ -166,6 +190,7 @@ async fn nothing_starts_inside_the_margin() {
         .unwrap();
     assert_eq!(failed_ids(&response), ["a1", "b1"]);
     assert!(stub.calls().is_empty());
+    assert_eq!(stub.deferred_counts(), [2.0], "one count per batch");
 }
 
 #[tokio::test(start_paused = true)]
@@ -183,6 +208,7 @@ async fn records_left_when_the_deadline_nears_are_returned_untouched() {
         .unwrap();
     assert_eq!(failed_ids(&response), ["a2", "a3"]);
     assert_eq!(stub.calls(), ["a1"]);
+    assert_eq!(stub.deferred_counts(), [2.0]);
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use kode::intake::{Intake, PushSecret};
+use kode::metrics::{Metrics, STACK_NAME_ENV};
 use kode::store::aws::SqsQueue;
 use lambda_runtime::service_fn;
 
@@ -24,7 +25,8 @@ async fn run() -> anyhow::Result<()> {
     let sdk = kode::aws::sdk_config().await;
     let secret = PushSecret::from_env(&sdk).await?;
     let queue = SqsQueue::new(&sdk, queue_url);
-    let intake = Intake::new(Arc::new(queue), secret);
+    let metrics = Metrics::for_lambda(std::env::var(STACK_NAME_ENV).ok());
+    let intake = Intake::new(Arc::new(queue), secret).with_metrics(metrics);
     lambda_runtime::run(service_fn(|event| webhook::handle(&intake, event)))
         .await
         .map_err(|e| anyhow::anyhow!(e))

@@ -5,6 +5,7 @@ use std::time::Duration;
 use http::StatusCode;
 
 use super::{IntakeRequest, RequestId};
+use crate::metrics::Metric;
 use crate::model::{OrderId, PushKind};
 
 /// How much of a rejected body is logged.
@@ -32,6 +33,19 @@ impl Outcome {
             Outcome::TooLarge => "too_large",
             Outcome::Invalid => "invalid",
             Outcome::QueueFailed => "queue_failed",
+        }
+    }
+
+    /// The count a push with this outcome adds to; `None` for requests that
+    /// are not pushes (health checks, other methods).
+    pub fn metric(&self) -> Option<Metric> {
+        match self {
+            Outcome::Accepted => Some(Metric::PushesAccepted),
+            Outcome::Unauthorized => Some(Metric::PushesUnauthorized),
+            Outcome::TooLarge => Some(Metric::PushesTooLarge),
+            Outcome::Invalid => Some(Metric::PushesInvalid),
+            Outcome::QueueFailed => Some(Metric::PushesQueueFailed),
+            Outcome::Health | Outcome::MethodNotAllowed => None,
         }
     }
 }

@@ -23,6 +23,7 @@ pub use request::{query_pairs, IntakeRequest, IntakeResponse, RequestId};
 pub use secret::{PushSecret, PushSecretError};
 
 use crate::envelope::Envelope;
+use crate::metrics::{Metric, Metrics};
 use crate::model::{Push, PushError};
 use crate::store::{OutgoingMessage, Queue};
 use crate::Deadline;
@@ -45,6 +46,7 @@ pub struct Intake {
     queue: Arc<dyn Queue>,
     secret: PushSecret,
     send_timeout: Duration,
+    metrics: Metrics,
 }
 
 impl Intake {
@@ -53,7 +55,14 @@ impl Intake {
             queue,
             secret,
             send_timeout: DEFAULT_SEND_TIMEOUT,
+            metrics: Metrics::Off,
         }
+    }
+
+    /// Counts each push by outcome (`Metric::Pushes*`).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Intake {
+        self.metrics = metrics;
+        self
     }
 
     pub fn with_send_timeout(mut self, timeout: Duration) -> Intake {
@@ -79,6 +88,12 @@ impl Intake {
         let (outcome, response) = self.decide(request, deadline, &mut log).await;
         log.finish(outcome, response.status, started.elapsed());
         log.emit();
+        if let Some(counted) = outcome.metric() {
+            // Every outcome's count, 0 for the others: "401s while none was
+            // accepted" then compares two series that both have data.
+            let counts = Metric::PUSH_OUTCOMES.map(|m| (m, f64::from(u8::from(m == counted))));
+            self.metrics.emit(&counts);
+        }
         Handled { response, log }
     }
 
