@@ -14,6 +14,7 @@ pub mod names;
 pub mod process;
 pub mod secret;
 pub mod store;
+pub mod sweep;
 pub mod sync;
 pub mod telemetry;
 

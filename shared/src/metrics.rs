@@ -18,6 +18,8 @@ pub enum Metric {
     Failures,
     /// Time from the webhook receiving a push to its processing.
     PushLagMs,
+    /// Sweep messages sent by one sweep (one per open order).
+    OrdersSwept,
 }
 
 impl Metric {
@@ -28,12 +30,16 @@ impl Metric {
             Metric::AssetsDeleted => "AssetsDeleted",
             Metric::Failures => "Failures",
             Metric::PushLagMs => "PushLagMs",
+            Metric::OrdersSwept => "OrdersSwept",
         }
     }
 
     pub fn unit(self) -> &'static str {
         match self {
-            Metric::AssetsStored | Metric::AssetsDeleted | Metric::Failures => "Count",
+            Metric::AssetsStored
+            | Metric::AssetsDeleted
+            | Metric::Failures
+            | Metric::OrdersSwept => "Count",
             Metric::BytesStored => "Bytes",
             Metric::PushLagMs => "Milliseconds",
         }

@@ -44,6 +44,7 @@ async fn build() -> anyhow::Result<(Processor, Duration)> {
         }
         .into());
     }
+    let sweep = kode::sweep::SweepPolicy::from_env()?;
     let margin = Duration::from_secs(env_u64(
         "PROCESSOR_DEADLINE_MARGIN_SECS",
         DEFAULT_DEADLINE_MARGIN.as_secs(),
@@ -60,6 +61,7 @@ async fn build() -> anyhow::Result<(Processor, Duration)> {
         Arc::new(ledger),
         concurrency,
     )
-    .with_metrics(Metrics::Emf);
+    .with_metrics(Metrics::Emf)
+    .with_sweep_policy(sweep);
     Ok((processor, margin))
 }

@@ -10,7 +10,7 @@ mod kode_client;
 mod messages;
 
 #[cfg(test)]
-mod fakes;
+pub(crate) mod fakes;
 #[cfg(test)]
 mod tests;
 
@@ -18,16 +18,19 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::time::Instant;
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 use crate::api::ApiError;
 use crate::metrics::{Metric, Metrics};
 use crate::model::{AssetId, Order, OrderId, OrderPush, Push, PushStatus};
-use crate::store::{Blobs, ChunkSource, Ledger, RecordOutcome};
+use crate::store::{Blobs, ChunkSource, Ledger, OrderRecord, RecordOutcome, SweepMiss};
+use crate::sweep::SweepPolicy;
 use crate::sync::{self, LedgerView};
 use crate::Deadline;
 
-pub use envelope::{Envelope, ParsedEnvelope, ENVELOPE_VERSION};
+pub use envelope::{
+    parse_message, Envelope, ParsedEnvelope, QueueMessage, SweepEnvelope, ENVELOPE_VERSION,
+};
 pub use error::ProcessError;
 
 /// What the processor needs from KODE; implemented by the API client, and
@@ -52,6 +55,8 @@ pub struct Processor {
     /// Downloads of one push running at the same time (at least 1).
     pub download_concurrency: usize,
     pub metrics: Metrics,
+    /// How long orders stay open for the sweep, and when a sweep gives up.
+    pub sweep: SweepPolicy,
 }
 
 /// What one queue message led to.
@@ -60,6 +65,18 @@ pub enum Outcome {
     Order(SyncReport),
     /// A distributor message: `Recorded`, or `AlreadyRecorded` on a replay.
     Message(RecordOutcome),
+    Sweep(SweepOutcome),
+}
+
+/// What one sweep message led to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SweepOutcome {
+    /// Synced as a push of the order's last recorded status.
+    Synced(SyncReport),
+    /// Purged or closed since the sweep listed it: KODE was not asked.
+    Skipped(&'static str),
+    /// KODE does not know the order (404).
+    Missed(SweepMiss),
 }
 
 /// What one order push did.
@@ -99,11 +116,16 @@ impl Processor {
             ledger,
             download_concurrency,
             metrics: Metrics::Off,
+            sweep: SweepPolicy::default(),
         }
     }
 
     pub fn with_metrics(self, metrics: Metrics) -> Processor {
         Processor { metrics, ..self }
+    }
+
+    pub fn with_sweep_policy(self, sweep: SweepPolicy) -> Processor {
+        Processor { sweep, ..self }
     }
 
     /// Handles one queue message body (the webhook's envelope). A body that
@@ -115,8 +137,8 @@ impl Processor {
         deadline: Deadline,
     ) -> Result<Outcome, ProcessError> {
         let started = Instant::now();
-        let result = match Envelope::parse(body) {
-            Ok(envelope) => {
+        let result = match parse_message(body) {
+            Ok(QueueMessage::Push(envelope)) => {
                 self.emit_push_lag(&envelope.received_at);
                 match &envelope.push {
                     Push::Order(push) => self.sync_order(push, deadline).await.map(Outcome::Order),
@@ -126,6 +148,10 @@ impl Processor {
                         .map(Outcome::Message),
                 }
             }
+            Ok(QueueMessage::Sweep(sweep)) => self
+                .sweep_order(sweep.order_id, deadline)
+                .await
+                .map(Outcome::Sweep),
             Err(e) => Err(e),
         };
         if let Err(e) = &result {
@@ -151,9 +177,12 @@ impl Processor {
     ) -> Result<SyncReport, ProcessError> {
         let order_id = push.order_id;
         let view = self.ledger_view(order_id).await?;
-        let now = now_rfc3339();
+        let now = jiff::Timestamp::now();
+        let finished_at = view.order.as_ref().and_then(|o| o.finished_at.as_deref());
+        let sweep_until = self.sweep.open_until(Some(&push.status), finished_at, now);
+        let now = now.to_string();
         let fetched = self.kode.get_order(order_id, deadline).await;
-        let plan = match fetched {
+        let mut plan = match fetched {
             Ok(order) if order.id != order_id => {
                 return Err(ProcessError::OrderMismatch {
                     requested: order_id,
@@ -179,7 +208,89 @@ impl Processor {
                 })
             }
         };
+        plan.order_update.sweep_until = sweep_until;
         self.execute(plan, deadline, &now).await
+    }
+
+    /// A sweep message: the order synced as if its last recorded push came
+    /// again (a never-pushed order as UPDATED), without recording that
+    /// status anew. A 404 from KODE counts a miss instead of failing, and
+    /// closes the order at `SWEEP_MAX_MISSES`.
+    pub async fn sweep_order(
+        &self,
+        order_id: OrderId,
+        deadline: Deadline,
+    ) -> Result<SweepOutcome, ProcessError> {
+        let view = self.ledger_view(order_id).await?;
+        let recorded = view.order.clone().unwrap_or_default();
+        let skip = if view.is_purged() {
+            Some("purged")
+        } else if recorded.sweep_closed_at.is_some() {
+            Some("closed")
+        } else {
+            None
+        };
+        if let Some(reason) = skip {
+            info!(action = "sweep_skipped", orderId = %order_id, reason, "order not swept");
+            return Ok(SweepOutcome::Skipped(reason));
+        }
+        let status = recorded
+            .last_status
+            .as_deref()
+            .map_or(PushStatus::Updated, PushStatus::parse);
+        let push = OrderPush {
+            order_id,
+            status,
+            reference: None,
+            technical_reference: None,
+        };
+        let now = now_rfc3339();
+        let store = |cause| ProcessError::Store {
+            order: Some(order_id),
+            cause,
+        };
+        let order = match self.kode.get_order(order_id, deadline).await {
+            Ok(order) if order.id != order_id => {
+                return Err(ProcessError::OrderMismatch {
+                    requested: order_id,
+                    returned: order.id,
+                })
+            }
+            Ok(order) => order,
+            Err(e) if e.status() == Some(404) => {
+                let miss = self
+                    .ledger
+                    .sweep_missed(order_id, self.sweep.max_misses, &now)
+                    .await
+                    .map_err(store)?;
+                if miss.closed {
+                    warn!(action = "sweep_closed", orderId = %order_id, misses = miss.misses, "KODE does not know the order; it is no longer swept");
+                } else {
+                    warn!(action = "sweep_miss", orderId = %order_id, misses = miss.misses, maxMisses = self.sweep.max_misses, "KODE does not know the order");
+                }
+                return Ok(SweepOutcome::Missed(miss));
+            }
+            Err(e) => {
+                return Err(ProcessError::Order {
+                    order: order_id,
+                    cause: e,
+                })
+            }
+        };
+        if recorded.sweep_misses > 0 {
+            self.ledger.sweep_found(order_id).await.map_err(store)?;
+        }
+        let mut plan = sync::plan(&push, &order, &view, &now);
+        // Nothing new from KODE about the order itself: the recorded status
+        // and times stay as the pushes left them.
+        plan.order_update = OrderRecord {
+            order_id: Some(order_id),
+            purged_at: plan.order_update.purged_at.take(),
+            ..OrderRecord::default()
+        };
+        let report = self.execute(plan, deadline, &now).await?;
+        info!(action = "order_swept", orderId = %order_id, status = %report.status, stored = report.stored.len(), deleted = report.deleted.len(), "order swept");
+        Ok(SweepOutcome::Synced(report))
     }
 
     async fn ledger_view(&self, order: OrderId) -> Result<LedgerView, ProcessError> {

@@ -383,3 +383,162 @@ async fn distributor_message_is_stored_once() {
     assert_eq!(stored.received_at, "2024-05-02T10:00:00Z");
     assert_eq!(messages.len(), 1);
 }
+
+// ---- sweeps ----
+
+impl World {
+    async fn sweep(&self) -> SweepOutcome {
+        let body = SweepEnvelope::new(OrderId(7), "2024-05-01T10:00:00Z".into()).encode();
+        match self.processor.handle_envelope(&body, deadline()).await {
+            Ok(Outcome::Sweep(outcome)) => outcome,
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+fn synced(outcome: SweepOutcome) -> SyncReport {
+    match outcome {
+        SweepOutcome::Synced(report) => report,
+        other => panic!("not synced: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_sweep_stores_the_file_whose_push_was_lost_and_keeps_the_recorded_status() {
+    let w = world(4);
+    w.order(vec![asset("a1", "OK")], vec![]);
+    w.push("UPDATED").await.unwrap();
+    let before = w.ledger.order_record(7).unwrap();
+    assert_eq!(
+        before.sweep_until.as_deref(),
+        Some(crate::sweep::OPEN_FOREVER)
+    );
+
+    // A second file; its UPDATED push never arrives.
+    w.order(vec![asset("a1", "OK")], vec![asset("a2", "OK")]);
+    let report = synced(w.sweep().await);
+    assert_eq!(names(&report.stored), ["a2"]);
+    assert_eq!(report.status, PushStatus::Updated);
+    assert_eq!(w.kode.downloads(), 2);
+    let after = w.ledger.order_record(7).unwrap();
+    assert_eq!(after.last_status, before.last_status);
+    assert_eq!(after.updated_at, before.updated_at);
+    assert_eq!(after.sweep_until, before.sweep_until);
+}
+
+#[tokio::test]
+async fn a_finished_order_is_swept_as_finished_and_its_late_file_stored() {
+    let w = world(4);
+    w.order(vec![asset("a1", "OK")], vec![]);
+    w.push("FINISHED").await.unwrap();
+    let finished = w.ledger.order_record(7).unwrap();
+    let until = finished.sweep_until.clone().expect("open after FINISHED");
+    assert!(until.as_str() < crate::sweep::OPEN_FOREVER, "{until}");
+
+    w.order(vec![asset("a1", "OK"), asset("late", "OK")], vec![]);
+    let report = synced(w.sweep().await);
+    assert_eq!(report.status, PushStatus::Finished);
+    assert_eq!(names(&report.stored), ["late"]);
+    assert_eq!(report.missing, Some(vec![]), "completeness reported");
+    let after = w.ledger.order_record(7).unwrap();
+    assert_eq!(after.last_status.as_deref(), Some("FINISHED"));
+    assert_eq!(after.finished_at, finished.finished_at);
+    assert_eq!(after.sweep_until, Some(until));
+}
+
+#[tokio::test]
+async fn a_purged_order_is_not_fetched_by_a_sweep_and_is_not_open() {
+    let w = world(4);
+    w.order(vec![asset("a1", "OK")], vec![]);
+    w.push("UPDATED").await.unwrap();
+    w.push("CANCELLED").await.unwrap();
+    let record = w.ledger.order_record(7).unwrap();
+    assert_eq!(record.sweep_until, None);
+    w.ledger.hold_open(OrderId(7), "events").await.unwrap();
+    assert!(w
+        .ledger
+        .open_orders("2024-05-01T10:00:00Z")
+        .await
+        .unwrap()
+        .is_empty());
+
+    let gets = w.kode.order_gets.load(Ordering::SeqCst);
+    assert_eq!(w.sweep().await, SweepOutcome::Skipped("purged"));
+    assert_eq!(w.kode.order_gets.load(Ordering::SeqCst), gets);
+    assert!(w.blobs.keys().is_empty());
+}
+
+#[tokio::test]
+async fn an_order_kode_no_longer_knows_is_closed_after_the_misses_without_failing() {
+    let w = world(4);
+    w.order(vec![asset("a1", "OK")], vec![]);
+    w.push("NEW").await.unwrap();
+    *w.kode.order.lock().unwrap() = None;
+
+    for expected in 1..=2 {
+        match w.sweep().await {
+            SweepOutcome::Missed(miss) => {
+                assert_eq!((miss.misses, miss.closed), (expected, false));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            w.ledger
+                .open_orders("2024-05-01T10:00:00Z")
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+    match w.sweep().await {
+        SweepOutcome::Missed(miss) => assert_eq!((miss.misses, miss.closed), (3, true)),
+        other => panic!("{other:?}"),
+    }
+    assert!(w
+        .ledger
+        .open_orders("2024-05-01T10:00:00Z")
+        .await
+        .unwrap()
+        .is_empty());
+    let gets = w.kode.order_gets.load(Ordering::SeqCst);
+    assert_eq!(w.sweep().await, SweepOutcome::Skipped("closed"));
+    assert_eq!(w.kode.order_gets.load(Ordering::SeqCst), gets);
+
+    // A push's own 404 still fails the push, as before the sweep existed.
+    let err = w.push("UPDATED").await.unwrap_err();
+    assert!(matches!(err, ProcessError::Order { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn misses_count_only_in_a_row() {
+    let w = world(4);
+    w.order(vec![asset("a1", "OK")], vec![]);
+    w.push("NEW").await.unwrap();
+    *w.kode.order_status.lock().unwrap() = Some(404);
+    w.sweep().await;
+    w.sweep().await;
+    *w.kode.order_status.lock().unwrap() = None;
+    synced(w.sweep().await);
+    assert_eq!(w.ledger.order_record(7).unwrap().sweep_misses, 0);
+    *w.kode.order_status.lock().unwrap() = Some(404);
+    match w.sweep().await {
+        SweepOutcome::Missed(miss) => assert_eq!((miss.misses, miss.closed), (1, false)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_sweep_that_kode_answers_with_an_error_fails_to_be_retried() {
+    let w = world(4);
+    w.order(vec![asset("a1", "OK")], vec![]);
+    *w.kode.order_status.lock().unwrap() = Some(503);
+    let body = SweepEnvelope::new(OrderId(7), "t".into()).encode();
+    let err = w
+        .processor
+        .handle_envelope(&body, deadline())
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(w.ledger.order_record(7).map(|o| o.sweep_misses), None);
+}

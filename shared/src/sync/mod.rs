@@ -214,6 +214,7 @@ fn order_update(push: &OrderPush, purge: bool, now: &str) -> OrderRecord {
         // harmlessly.
         purged_at: purge.then(|| now.to_owned()),
         updated_at: Some(now.to_owned()),
+        ..OrderRecord::default()
     }
 }
 

@@ -141,6 +141,9 @@ async fn start_pipeline(
             ..QueueOptions::default()
         },
         message_timeout: Duration::from_secs(60),
+        // The demo pushes everything it shows.
+        sweep_interval: None,
+        sweep_policy: kode::sweep::SweepPolicy::default(),
     })
     .await?;
     Ok(pipeline)

@@ -7,6 +7,7 @@
 //! Lambdas run.
 
 mod http;
+mod sweeper;
 mod worker;
 
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use kode::intake::{Intake, PushSecret};
 use kode::process::Processor;
 use kode::store::local::{DiskBlobs, QueueOptions, SqliteLedger, SqliteQueue};
 use kode::store::StoreError;
+use kode::sweep::SweepPolicy;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -38,6 +40,9 @@ pub struct PipelineConfig {
     pub queue: QueueOptions,
     /// What one queue message may take before it counts as failed.
     pub message_timeout: Duration,
+    /// How often open orders are swept (`None`: never).
+    pub sweep_interval: Option<Duration>,
+    pub sweep_policy: SweepPolicy,
 }
 
 /// Why the pipeline could not start.
@@ -108,6 +113,7 @@ pub struct Pipeline {
     abort: watch::Sender<bool>,
     /// Each worker ends telling whether it had to release a message.
     workers: Vec<JoinHandle<bool>>,
+    sweeper: Option<JoinHandle<()>>,
 }
 
 /// What a shutdown did.
@@ -135,12 +141,15 @@ impl Pipeline {
         }
 
         let kode = KodeClient::new(config.api)?;
-        let processor = Arc::new(Processor::new(
-            Arc::new(kode),
-            Arc::new(blobs.clone()),
-            Arc::new(ledger.clone()),
-            config.download_concurrency.max(1),
-        ));
+        let processor = Arc::new(
+            Processor::new(
+                Arc::new(kode),
+                Arc::new(blobs.clone()),
+                Arc::new(ledger.clone()),
+                config.download_concurrency.max(1),
+            )
+            .with_sweep_policy(config.sweep_policy),
+        );
         let intake = Arc::new(Intake::new(Arc::new(queue.clone()), config.push_secret));
 
         let listen_error = |source| PipelineError::Listen {
@@ -169,6 +178,17 @@ impl Pipeline {
                 tokio::spawn(worker.run())
             })
             .collect();
+        let sweeper = config.sweep_interval.map(|interval| {
+            tokio::spawn(
+                sweeper::Sweeper {
+                    ledger: ledger.clone(),
+                    queue: queue.clone(),
+                    interval,
+                    stop: claiming_rx.clone(),
+                }
+                .run(),
+            )
+        });
         info!(
             action = "pipeline_started",
             listen = %addr,
@@ -186,6 +206,7 @@ impl Pipeline {
             stop_claiming,
             abort,
             workers,
+            sweeper,
         })
     }
 
@@ -221,6 +242,10 @@ impl Pipeline {
         // An error only means the server has already stopped.
         let _ = self.stop_http.send(());
         self.stop_claiming.send_replace(true);
+        if let Some(sweeper) = self.sweeper {
+            // A sweep only sends messages: it ends quickly once told to.
+            let _ = sweeper.await;
+        }
 
         let mut workers = join_all(self.workers);
         let ended = match tokio::time::timeout_at(deadline, &mut workers).await {
