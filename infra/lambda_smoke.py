@@ -172,10 +172,26 @@ def create_resources(run, aws, prefix, kode_credentials, push_token):
     ddb.create_table(
         TableName=table,
         BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k in ("pk", "sk")],
+        AttributeDefinitions=[
+            {"AttributeName": k, "AttributeType": "S"} for k in ("pk", "sk", "sweep", "sweepUntil")
+        ],
         KeySchema=[
             {"AttributeName": "pk", "KeyType": "HASH"},
             {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        # As template.yaml declares it: the open orders the sweep reads.
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "open-orders",
+                "KeySchema": [
+                    {"AttributeName": "sweep", "KeyType": "HASH"},
+                    {"AttributeName": "sweepUntil", "KeyType": "RANGE"},
+                ],
+                "Projection": {
+                    "ProjectionType": "INCLUDE",
+                    "NonKeyAttributes": ["sweptAt", "purgedAt", "sweepClosedAt"],
+                },
+            }
         ],
     )
     run.undo.append(lambda: ddb.delete_table(TableName=table))
