@@ -6,4 +6,5 @@
 mod faults;
 mod harness;
 mod stored;
+mod sweep;
 mod sync;

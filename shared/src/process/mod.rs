@@ -180,6 +180,26 @@ impl Processor {
         let now = jiff::Timestamp::now();
         let finished_at = view.order.as_ref().and_then(|o| o.finished_at.as_deref());
         let sweep_until = self.sweep.open_until(Some(&push.status), finished_at, now);
+        let known_until = view.order.as_ref().and_then(|o| o.sweep_until.as_ref());
+        if sweep_until.is_some() && known_until != sweep_until.as_ref() && !view.is_purged() {
+            // Open before anything can fail: a push that fails on KODE or a
+            // file leaves the order to the sweep, not to a push that may
+            // never come again.
+            let open = OrderRecord {
+                order_id: Some(order_id),
+                reference: push.reference.clone(),
+                technical_reference: push.technical_reference.clone(),
+                sweep_until: sweep_until.clone(),
+                ..OrderRecord::default()
+            };
+            self.ledger
+                .upsert_order(&open)
+                .await
+                .map_err(|cause| ProcessError::Store {
+                    order: Some(order_id),
+                    cause,
+                })?;
+        }
         let now = now.to_string();
         let fetched = self.kode.get_order(order_id, deadline).await;
         let mut plan = match fetched {

@@ -237,8 +237,10 @@ async fn failure_of_one_download_fails_the_push_and_records_nothing_for_it() {
     assert!(w.ledger.asset(7, "bad").is_none());
     assert!(w.blobs.content("orders/7/bad/bad kart.pdf").is_none());
     w.assert_every_stored_record_has_its_file();
-    // The order is not recorded as synced.
-    assert!(w.ledger.order_record(7).is_none());
+    // The order is not recorded as synced, only as open for the sweep.
+    let record = w.ledger.order_record(7).unwrap();
+    assert_eq!((record.last_status, record.updated_at), (None, None));
+    assert!(record.sweep_until.is_some());
 
     // The next delivery completes the order without fetching a1 again.
     w.kode.truncated.lock().unwrap().clear();
@@ -291,7 +293,8 @@ async fn kode_outage_fails_retryably_and_changes_nothing() {
     let err = w.push("UPDATED").await.unwrap_err();
     assert!(err.is_retryable());
     assert!(w.blobs.keys().is_empty());
-    assert!(w.ledger.order_record(7).is_none());
+    // Only opened for the sweep (see below), not recorded as synced.
+    assert_eq!(w.ledger.order_record(7).unwrap().last_status, None);
 
     *w.kode.order_status.lock().unwrap() = Some(403);
     assert!(!w.push("UPDATED").await.unwrap_err().is_retryable());
@@ -541,4 +544,21 @@ async fn a_sweep_that_kode_answers_with_an_error_fails_to_be_retried() {
         .unwrap_err();
     assert!(err.is_retryable(), "{err}");
     assert_eq!(w.ledger.order_record(7).map(|o| o.sweep_misses), None);
+}
+
+#[tokio::test]
+async fn a_push_that_fails_on_kode_still_leaves_the_order_open_for_the_sweep() {
+    let w = world(4);
+    *w.kode.order_status.lock().unwrap() = Some(503);
+    w.push("NEW").await.unwrap_err();
+    let record = w
+        .ledger
+        .order_record(7)
+        .expect("recorded before the failure");
+    assert_eq!(
+        record.sweep_until.as_deref(),
+        Some(crate::sweep::OPEN_FOREVER)
+    );
+    assert_eq!(record.reference.as_deref(), Some("ref"));
+    assert_eq!(record.last_status, None, "the push did not complete");
 }
