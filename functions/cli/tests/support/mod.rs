@@ -140,7 +140,29 @@ impl Drop for Serve {
 
 /// Runs a `kode` command to its end (killed if it overruns).
 pub fn run_kode(args: &[&str], cwd: &Path) -> Output {
+    run_kode_env(args, cwd, &[])
+}
+
+/// [`run_kode`] with the credentials and API address of `fake`.
+pub fn run_kode_against(fake: &FakeKode, args: &[&str], cwd: &Path) -> Output {
+    let credentials = fake.credentials();
+    let base_url = fake.base_url();
+    run_kode_env(
+        args,
+        cwd,
+        &[
+            ("KODE_API_URL", base_url.as_str()),
+            ("KODE_CLIENT_ID", credentials.client_id.as_str()),
+            ("KODE_CLIENT_SECRET", credentials.client_secret.as_str()),
+            ("KODE_USERNAME", credentials.username.as_str()),
+            ("KODE_PASSWORD", credentials.password.as_str()),
+        ],
+    )
+}
+
+fn run_kode_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Output {
     let child = kode()
+        .envs(env.iter().copied())
         .args(args)
         .env("HOME", cwd)
         .current_dir(cwd)
