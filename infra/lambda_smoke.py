@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Runs the real webhook and processor binaries the way Lambda runs them.
+"""Runs the real webhook, processor and sweeper binaries the way Lambda runs them.
 
 `cargo lambda watch --only-lambda-apis` serves the Lambda Runtime API; each
 function binary is started as Lambda starts `bootstrap`: AWS_LAMBDA_RUNTIME_API
@@ -430,6 +430,9 @@ def smoke(run):
         attrs.get("MessageDeduplicationId") == webhook_event["requestContext"]["requestId"],
         "deduplicated by the Function URL request id",
     )
+    # The processor gets the sample event below; an in-flight message would
+    # hold the order's group (and the sweeper's message) back.
+    sqs.delete_message(QueueUrl=res["queue"], ReceiptHandle=messages[0]["ReceiptHandle"])
 
     log(f"processor <- {PROCESSOR_EVENT.relative_to(ROOT)}")
     answer = invoke(run, cargo_lambda, rt_port, "processor", processor, data_file=PROCESSOR_EVENT)
@@ -471,6 +474,35 @@ def smoke(run):
         },
     ).get("Item")
     check(item is not None, "the distributor message is in the ledger")
+
+    sweeper = run.start(
+        "sweeper",
+        [str(bins / "sweeper")],
+        env=function_env(
+            "sweeper",
+            rt_port,
+            {"QUEUE_URL": res["queue"], "LEDGER_TABLE": res["table"], "SWEEP_INTERVAL": "60m"},
+        ),
+    )
+    log("sweeper <- a scheduled event")
+    scheduled = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+    answer = invoke(run, cargo_lambda, rt_port, "sweeper", sweeper, data=json.dumps(scheduled))
+    check(
+        answer.get("enqueued") == [SAMPLE_ORDER] and answer.get("failed") == [],
+        f"the sample order is open and swept (got {answer})",
+    )
+    got = sqs.receive_message(
+        QueueUrl=res["queue"], MaxNumberOfMessages=10, AttributeNames=["All"], WaitTimeSeconds=1
+    )
+    messages = got.get("Messages", [])
+    check(len(messages) == 1, f"the queue holds one sweep message (got {len(messages)})")
+    body = json.loads(messages[0]["Body"])
+    check(
+        body.get("kind") == "sweep"
+        and body.get("orderId") == SAMPLE_ORDER
+        and messages[0]["Attributes"].get("MessageGroupId") == f"order-{SAMPLE_ORDER}",
+        f"a sweep message for order {SAMPLE_ORDER} in its group (got {body})",
+    )
 
 
 def main():
