@@ -471,6 +471,19 @@ async fn an_order_created_with_a_data_dir_and_never_pushed_gets_its_files_by_kod
     let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let id = created["id"].as_u64().unwrap();
     let sub = created["orders"][0]["id"].as_u64().unwrap();
+    {
+        use kode::store::Ledger as _;
+        let ledger = kode::store::local::SqliteLedger::open(data.path().join("ledger.sqlite"))
+            .await
+            .unwrap();
+        let record = ledger
+            .order(kode::model::OrderId(id))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.reference.as_deref(), Some("OPPDRAG-2024-0077"));
+        assert_eq!(record.last_status, None, "no push yet");
+    }
     let file = AssetSpec::ok(
         "first-file",
         "Eiendomsinformasjon.pdf",

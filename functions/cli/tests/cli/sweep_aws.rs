@@ -66,6 +66,13 @@ async fn an_order_created_with_a_table_is_swept_into_its_fifo_group() {
     )
     .await;
     let id = created.assert_ok().json()["id"].as_u64().expect("order id");
+    let ledger =
+        kode::store::aws::DynamoLedger::new(aws_sdk_dynamodb::Client::new(&config), &table);
+    let record = kode::store::Ledger::order(&ledger, kode::model::OrderId(id))
+        .await
+        .expect("read the ledger")
+        .expect("the order is recorded at creation");
+    assert_eq!(record.reference.as_deref(), Some("OPPDRAG-2024-0088"));
     let listed = kode_with(env.clone(), &[&sweep[..], &["--dry-run"]].concat()).await;
     assert!(
         listed
