@@ -42,11 +42,12 @@ MAX_RECEIVE_COUNT = 10
 KNOWN_ENV = {
     "QUEUE_URL", "ASSET_BUCKET", "LEDGER_TABLE", "KODE_API_URL", "KODE_AUTH_URL",
     "KODE_SECRET_ARN", "PUSH_SECRET_ARN", "DOWNLOAD_CONCURRENCY", "MAX_ASSET_BYTES",
-    "DOWNLOAD_HOSTS", "STACK_NAME",
+    "DOWNLOAD_HOSTS", "STACK_NAME", "SWEEP_INTERVAL", "SWEEP_FINISHED_DAYS", "SWEEP_MAX_MISSES",
 }  # fmt: skip
 REQUIRED_ENV = {
     "webhook": {"QUEUE_URL", "PUSH_SECRET_ARN", "STACK_NAME"},
     "processor": {"ASSET_BUCKET", "LEDGER_TABLE", "KODE_API_URL", "KODE_SECRET_ARN", "QUEUE_URL", "STACK_NAME"},
+    "sweeper": {"QUEUE_URL", "LEDGER_TABLE", "STACK_NAME"},
 }
 # Every action a role may be granted, with what calls it. An action that is
 # not here is one no code calls: remove it, or name its caller here.
@@ -71,6 +72,7 @@ USED_ACTIONS = {
     "dynamodb:PutItem": "shared/src/store/aws/dynamodb.rs",
     "dynamodb:UpdateItem": "shared/src/store/aws/dynamodb.rs",
     "dynamodb:ConditionCheckItem": "shared/src/store/aws/dynamodb.rs: record_stored's purge check",
+    "dynamodb:DeleteItem": "shared/src/store/aws/dynamodb.rs: release_hold (processor)",
 }
 # A wrong value must not match the KODE credentials secret's parameter.
 SECRET_ARN_SAMPLE = "arn:aws:secretsmanager:eu-north-1:123456789012:secret:kode-credentials-AbC123"
@@ -757,8 +759,8 @@ SEEDS: list[tuple[str, str, Seed]] = [
      lambda d, c: _set(_statement_with(d, "secretsmanager:GetSecretValue"), "Resource", {"Fn::Sub": "arn:aws:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:*"})),
     ("s3:Get*", "iam.wildcard-action", lambda d, c: _statement_with(d, "s3:GetObject")["Action"].append("s3:Get*")),
     ("s3:*", "iam.wildcard-action", lambda d, c: _set(_statement_with(d, "s3:GetObject"), "Action", "s3:*")),
-    ("dynamodb:DeleteItem, which no code calls", "iam.unused-action",
-     lambda d, c: _statement_with(d, "dynamodb:Query")["Action"].append("dynamodb:DeleteItem")),
+    ("dynamodb:Scan, which no code calls", "iam.unused-action",
+     lambda d, c: _statement_with(d, "dynamodb:Query")["Action"].append("dynamodb:Scan")),
     ("s3:ListMultipartUploadParts, which no code calls", "iam.unused-action",
      lambda d, c: _statement_with(d, "s3:GetObject")["Action"].append("s3:ListMultipartUploadParts")),
     ("SAM-generated role", "iam.managed", lambda d, c: _fn(d)["Properties"].pop("Role")),

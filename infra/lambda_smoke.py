@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Runs the real webhook and processor binaries the way Lambda runs them.
+"""Runs the real webhook, processor and sweeper binaries the way Lambda runs them.
 
 `cargo lambda watch --only-lambda-apis` serves the Lambda Runtime API; each
 function binary is started as Lambda starts `bootstrap`: AWS_LAMBDA_RUNTIME_API
@@ -174,10 +174,26 @@ def create_resources(run, aws, prefix, kode_credentials, push_token):
     ddb.create_table(
         TableName=table,
         BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k in ("pk", "sk")],
+        AttributeDefinitions=[
+            {"AttributeName": k, "AttributeType": "S"} for k in ("pk", "sk", "sweep", "sweepUntil")
+        ],
         KeySchema=[
             {"AttributeName": "pk", "KeyType": "HASH"},
             {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        # As template.yaml declares it: the open orders the sweep reads.
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "open-orders",
+                "KeySchema": [
+                    {"AttributeName": "sweep", "KeyType": "HASH"},
+                    {"AttributeName": "sweepUntil", "KeyType": "RANGE"},
+                ],
+                "Projection": {
+                    "ProjectionType": "INCLUDE",
+                    "NonKeyAttributes": ["sweptAt", "purgedAt", "sweepClosedAt"],
+                },
+            }
         ],
     )
     run.undo.append(lambda: ddb.delete_table(TableName=table))
@@ -420,6 +436,9 @@ def smoke(run):
         attrs.get("MessageDeduplicationId") == webhook_event["requestContext"]["requestId"],
         "deduplicated by the Function URL request id",
     )
+    # The processor gets the sample event below; an in-flight message would
+    # hold the order's group (and the sweeper's message) back.
+    sqs.delete_message(QueueUrl=res["queue"], ReceiptHandle=messages[0]["ReceiptHandle"])
 
     log(f"processor <- {PROCESSOR_EVENT.relative_to(ROOT)}")
     answer = invoke(run, cargo_lambda, rt_port, "processor", processor, data_file=PROCESSOR_EVENT)
@@ -471,6 +490,35 @@ def smoke(run):
     check(
         sum(stored) == len(assets),
         f"the processor printed AssetsStored {len(assets)} under Stack {STACK} (got {stored})",
+    )
+
+    sweeper = run.start(
+        "sweeper",
+        [str(bins / "sweeper")],
+        env=function_env(
+            "sweeper",
+            rt_port,
+            {"QUEUE_URL": res["queue"], "LEDGER_TABLE": res["table"], "SWEEP_INTERVAL": "60m", "STACK_NAME": STACK},
+        ),
+    )
+    log("sweeper <- a scheduled event")
+    scheduled = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+    answer = invoke(run, cargo_lambda, rt_port, "sweeper", sweeper, data=json.dumps(scheduled))
+    check(
+        answer.get("enqueued") == [SAMPLE_ORDER] and answer.get("failed") == [],
+        f"the sample order is open and swept (got {answer})",
+    )
+    got = sqs.receive_message(
+        QueueUrl=res["queue"], MaxNumberOfMessages=10, AttributeNames=["All"], WaitTimeSeconds=1
+    )
+    messages = got.get("Messages", [])
+    check(len(messages) == 1, f"the queue holds one sweep message (got {len(messages)})")
+    body = json.loads(messages[0]["Body"])
+    check(
+        body.get("kind") == "sweep"
+        and body.get("orderId") == SAMPLE_ORDER
+        and messages[0]["Attributes"].get("MessageGroupId") == f"order-{SAMPLE_ORDER}",
+        f"a sweep message for order {SAMPLE_ORDER} in its group (got {body})",
     )
 
 

@@ -12,6 +12,9 @@ use url::Url;
 use crate::api::{self, ApiConfig, Credentials, TokenEncoding};
 use crate::secret::Secret;
 use crate::sync::DEFAULT_FAILED_MAX_ATTEMPTS;
+use crate::sync::{
+    parse_duration, SweepPolicy, DEFAULT_FINISHED_DAYS, DEFAULT_INTERVAL, DEFAULT_MAX_MISSES,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -231,6 +234,38 @@ fn http_url(name: &str, raw: &str) -> Result<Url, ConfigError> {
         return Err(invalid(name, "credentials do not belong in the URL"));
     }
     Ok(url)
+}
+
+/// `SWEEP_FINISHED_DAYS` and `SWEEP_MAX_MISSES` from the environment.
+pub fn sweep_policy_from_env() -> Result<SweepPolicy, ConfigError> {
+    let finished_days = env_u64("SWEEP_FINISHED_DAYS", u64::from(DEFAULT_FINISHED_DAYS))?;
+    let max_misses = env_u64("SWEEP_MAX_MISSES", u64::from(DEFAULT_MAX_MISSES))?;
+    let invalid = |name: &str, reason: &str| ConfigError::Invalid {
+        name: name.to_owned(),
+        reason: reason.to_owned(),
+    };
+    Ok(SweepPolicy {
+        finished_days: u32::try_from(finished_days)
+            .ok()
+            .filter(|d| *d <= 36_500)
+            .ok_or_else(|| invalid("SWEEP_FINISHED_DAYS", "at most 36500"))?,
+        max_misses: u32::try_from(max_misses)
+            .ok()
+            .filter(|m| *m >= 1)
+            .ok_or_else(|| invalid("SWEEP_MAX_MISSES", "a whole number from 1"))?,
+    })
+}
+
+/// The sweep interval from the environment variable `name` (a humane
+/// duration, default one hour).
+pub fn sweep_interval_from_env(name: &str) -> Result<Duration, ConfigError> {
+    match std::env::var(name).ok().filter(|v| !v.trim().is_empty()) {
+        None => Ok(DEFAULT_INTERVAL),
+        Some(raw) => parse_duration(&raw).map_err(|reason| ConfigError::Invalid {
+            name: name.to_owned(),
+            reason,
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -1,11 +1,12 @@
-//! The queue message, the contract between intake (which writes it) and
-//! processing (which reads it):
-//! `{"v":1,"kind":"order"|"distributor","receivedAt":RFC3339,"push":<body>}`.
+//! The queue messages, the contract between their writers (intake, the
+//! sweep) and processing: the webhook's
+//! `{"v":1,"kind":"order"|"distributor","receivedAt":RFC3339,"push":<body>}`
+//! and the sweeper's `{"v":1,"kind":"sweep","sweptAt":RFC3339,"orderId":<id>}`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::model::{Push, PushError, PushKind};
+use crate::model::{OrderId, Push, PushError, PushKind};
 
 pub const ENVELOPE_VERSION: u32 = 1;
 
@@ -36,6 +37,67 @@ pub struct Envelope {
 pub struct ParsedEnvelope {
     pub received_at: String,
     pub push: Push,
+}
+
+/// The sweeper's message: sync the order as if its last recorded push came
+/// again (see `crate::sweep`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SweepEnvelope {
+    pub v: u32,
+    /// Always `"sweep"`.
+    pub kind: String,
+    /// RFC 3339, when the sweeper sent it.
+    pub swept_at: String,
+    pub order_id: OrderId,
+}
+
+pub const SWEEP_KIND: &str = "sweep";
+
+impl SweepEnvelope {
+    pub fn new(order_id: OrderId, swept_at: String) -> SweepEnvelope {
+        SweepEnvelope {
+            v: ENVELOPE_VERSION,
+            kind: SWEEP_KIND.to_owned(),
+            swept_at,
+            order_id,
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        // A struct of strings and a number always serialises.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Any message of the push queue, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueueMessage {
+    Push(ParsedEnvelope),
+    Sweep(SweepEnvelope),
+}
+
+/// Parses a queue message body: a sweep, or else a push envelope
+/// ([`Envelope::parse`]).
+pub fn parse_message(body: &str) -> Result<QueueMessage, EnvelopeError> {
+    #[derive(Deserialize)]
+    struct Kind {
+        kind: Option<String>,
+    }
+    let is_sweep =
+        serde_json::from_str::<Kind>(body).is_ok_and(|k| k.kind.as_deref() == Some(SWEEP_KIND));
+    if !is_sweep {
+        return Envelope::parse(body).map(QueueMessage::Push);
+    }
+    let sweep: SweepEnvelope = serde_json::from_str(body)
+        .map_err(|e| EnvelopeError::Malformed(format!("not a sweep message: {e}")))?;
+    if sweep.v != ENVELOPE_VERSION {
+        return Err(EnvelopeError::Malformed(format!(
+            "sweep message version {} is not supported (expected {ENVELOPE_VERSION})",
+            sweep.v
+        )));
+    }
+    Ok(QueueMessage::Sweep(sweep))
 }
 
 impl Envelope {
@@ -162,6 +224,31 @@ mod tests {
             let err = Envelope::parse(&case).unwrap_err();
             let processing = crate::process::ProcessError::from(err);
             assert!(!processing.is_retryable(), "{case}: {processing}");
+        }
+    }
+
+    #[test]
+    fn sweep_messages_round_trip_and_bad_ones_are_permanent_errors() {
+        let text = SweepEnvelope::new(OrderId(42), "2024-05-01T10:00:00Z".into()).encode();
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).unwrap(),
+            json!({"v": 1, "kind": "sweep", "sweptAt": "2024-05-01T10:00:00Z", "orderId": 42})
+        );
+        match parse_message(&text).unwrap() {
+            QueueMessage::Sweep(s) => assert_eq!(s.order_id, OrderId(42)),
+            other => panic!("{other:?}"),
+        }
+        let push = body(json!({"v": 1, "kind": "order", "receivedAt": "t",
+            "push": {"orderId": 3, "status": "NEW"}}));
+        assert!(matches!(parse_message(&push), Ok(QueueMessage::Push(_))));
+        for bad in [
+            json!({"v": 1, "kind": "sweep", "sweptAt": "t"}),
+            json!({"v": 2, "kind": "sweep", "sweptAt": "t", "orderId": 1}),
+            json!({"v": 1, "kind": "sweep", "sweptAt": "t", "orderId": "x"}),
+        ] {
+            let err = parse_message(&body(bad.clone())).unwrap_err();
+            let processing = crate::process::ProcessError::from(err);
+            assert!(!processing.is_retryable(), "{bad}: {processing}");
         }
     }
 

@@ -16,6 +16,7 @@ pub mod process;
 pub mod secret;
 pub mod store;
 pub mod stream;
+pub mod sweep;
 pub mod sync;
 pub mod telemetry;
 

@@ -46,6 +46,8 @@ pub enum Metric {
     /// Records of a batch returned to the queue unstarted because the
     /// invocation's time ran out: batches no longer fit the timeout.
     RecordsDeferred,
+    /// Sweep messages sent by one sweep (one per open order).
+    OrdersSwept,
 }
 
 impl Metric {
@@ -72,6 +74,7 @@ impl Metric {
             Metric::PushesTooLarge => "PushesTooLarge",
             Metric::PushesQueueFailed => "PushesQueueFailed",
             Metric::RecordsDeferred => "RecordsDeferred",
+            Metric::OrdersSwept => "OrdersSwept",
         }
     }
 
@@ -83,6 +86,7 @@ impl Metric {
             | Metric::AssetsDeleted
             | Metric::AssetsFailed
             | Metric::Failures
+            | Metric::OrdersSwept
             | Metric::PushesAccepted
             | Metric::PushesUnauthorized
             | Metric::PushesInvalid

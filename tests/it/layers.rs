@@ -28,6 +28,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("intake", 3),
     ("process", 3),
     ("config", 3),
+    ("sweep", 3),
 ];
 
 /// Re-exports at the crate root, by the module that defines them.

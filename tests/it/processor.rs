@@ -8,4 +8,5 @@ mod faults;
 mod harness;
 mod redelivery;
 mod stored;
+mod sweep;
 mod sync;

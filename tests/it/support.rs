@@ -24,7 +24,7 @@ pub fn unique_name(prefix: &str) -> String {
 }
 
 /// Creates a ledger table with the layout of DESIGN.md (`pk`/`sk` strings,
-/// on-demand billing).
+/// the open-orders index, on-demand billing).
 pub async fn create_ledger_table(client: &aws_sdk_dynamodb::Client, name: &str) {
     use aws_sdk_dynamodb::types::{
         AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
@@ -48,8 +48,11 @@ pub async fn create_ledger_table(client: &aws_sdk_dynamodb::Client, name: &str) 
         .table_name(name)
         .attribute_definitions(attribute("pk"))
         .attribute_definitions(attribute("sk"))
+        .attribute_definitions(attribute("sweep"))
+        .attribute_definitions(attribute("sweepUntil"))
         .key_schema(key("pk", KeyType::Hash))
         .key_schema(key("sk", KeyType::Range))
+        .global_secondary_indexes(open_orders_index())
         .billing_mode(BillingMode::PayPerRequest)
         .send()
         .await
@@ -88,4 +91,32 @@ pub async fn create_bucket(client: &aws_sdk_s3::Client, bucket: &str) {
         .send()
         .await
         .expect("create bucket");
+}
+
+/// The template's sparse index of open orders (`kode::store::aws::OPEN_INDEX`).
+fn open_orders_index() -> aws_sdk_dynamodb::types::GlobalSecondaryIndex {
+    use aws_sdk_dynamodb::types::{
+        GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    };
+    let key = |name: &str, key_type| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(key_type)
+            .build()
+            .expect("key schema element")
+    };
+    GlobalSecondaryIndex::builder()
+        .index_name(kode::store::aws::OPEN_INDEX)
+        .key_schema(key("sweep", KeyType::Hash))
+        .key_schema(key("sweepUntil", KeyType::Range))
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::Include)
+                .non_key_attributes("sweptAt")
+                .non_key_attributes("purgedAt")
+                .non_key_attributes("sweepClosedAt")
+                .build(),
+        )
+        .build()
+        .expect("open-orders index")
 }

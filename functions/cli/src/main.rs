@@ -34,7 +34,8 @@ Examples:
   kode order create cadastre --cadastre 0301-207-45-0-0 --product WI03010033 \\
     --reference OPPDRAG-2024-0042 --dry-run
   kode order get 2345678 --data-dir ./kode-data
-  kode sync 2345678 --data-dir ./kode-data";
+  kode sync 2345678 --data-dir ./kode-data
+  kode sweep --data-dir ./kode-data --dry-run";
 
 #[derive(Parser, Debug)]
 #[command(name = "kode", version, about = "Work with Ambita KODE: products, prices, orders; receive its pushes locally (serve, demo); sync an order by hand", after_help = AFTER_HELP)]
@@ -63,6 +64,8 @@ enum Command {
     DeadLetters(cmd::dead_letters::DeadLettersArgs),
     /// Sync one order now, as the processor does for a push (local or AWS store)
     Sync(cmd::sync::SyncArgs),
+    /// Queue a sync of every open order now (what `kode serve` and the sweeper Lambda do on a schedule)
+    Sweep(cmd::sweep::SweepArgs),
 }
 
 #[tokio::main]
@@ -91,6 +94,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Demo(args) => cmd::demo::run(args).await,
         Command::DeadLetters(args) => cmd::dead_letters::run(args).await,
         Command::Sync(args) => cmd::sync::run(args, &cli.global).await,
+        Command::Sweep(args) => cmd::sweep::run(args, &cli.global).await,
     }
 }
 

@@ -460,3 +460,246 @@ async fn a_second_serve_on_the_same_data_dir_is_refused_while_the_first_keeps_wo
     assert_stored(data.path(), order.id, &later);
     assert_eq!(fake.asset_downloads(&slow.id), 1);
 }
+
+// ---- the sweep ----
+
+/// A file KODE adds to the order after its last push.
+fn late_file(fake: &FakeKode, order: &mut fake_kode::OrderSpec, id: &str) -> AssetSpec {
+    let asset = AssetSpec::ok(
+        id,
+        &format!("{id}.pdf"),
+        format!("late file {id}").into_bytes(),
+    );
+    let sub = order.sub_orders[0].id;
+    fake.add_asset(order.id, sub, None, asset.clone());
+    order.sub_orders[0].assets.push(asset.clone());
+    asset
+}
+
+fn sweep_dry_run(data: &std::path::Path) -> String {
+    let dir = data.to_str().unwrap();
+    let out = run_kode(&["sweep", "--data-dir", dir, "--dry-run"], data);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_sweeps_open_orders_so_files_without_a_push_arrive() {
+    let fake = FakeKode::start().await;
+    let mut updated = samples::meglerpakke_order(7201);
+    let mut finished = samples::meglerpakke_order(7202);
+    let mut cancelled = samples::meglerpakke_order(7203);
+    for order in [&updated, &finished, &cancelled] {
+        fake.add_order(order.clone());
+    }
+    fake.set_order_status(7203, "CANCELLED");
+    let data = tempfile::tempdir().unwrap();
+    let serve = Serve::start(data.path(), &fake, &["--sweep-interval", "1s"]);
+    for (order, status) in [
+        (&updated, "UPDATED"),
+        (&finished, "FINISHED"),
+        (&cancelled, "NEW"),
+        (&cancelled, "CANCELLED"),
+    ] {
+        let (code, body) = fake
+            .push(&serve.push_url(), &order_push(order, status))
+            .await
+            .unwrap();
+        assert_eq!(code, 200, "{body}");
+    }
+    drained(data.path()).await;
+    assert!(files_of(data.path(), 7203, &cancelled.sub_orders[0].assets[0].id).is_empty());
+
+    // Files added in KODE whose pushes never come.
+    let lost = late_file(&fake, &mut updated, "lost-7201");
+    let after_finish = late_file(&fake, &mut finished, "late-7202");
+    let after_cancel = late_file(&fake, &mut cancelled, "late-7203");
+    eventually("the files no push announced", || async {
+        (all_stored(data.path(), 7201, &assets_of(&updated))
+            && all_stored(data.path(), 7202, &assets_of(&finished)))
+        .then_some(())
+    })
+    .await;
+    assert_stored(data.path(), 7201, &lost);
+    assert_stored(data.path(), 7202, &after_finish);
+    let log = serve.log();
+    assert!(log.contains("\"action\":\"sweep_enqueued\""), "{log}");
+    assert!(log.contains("\"action\":\"sweep_done\""), "{log}");
+
+    // The purged order is not open, and its late file never comes.
+    let listed = sweep_dry_run(data.path());
+    assert!(
+        listed.contains("2 open order(s) would be swept"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("7201") && listed.contains("7202"),
+        "{listed}"
+    );
+    assert!(!listed.contains("7203"), "{listed}");
+    assert!(files_of(data.path(), 7203, &after_cancel.id).is_empty());
+    drop(serve);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_refused_at_first_is_stored_by_a_sweep_once_kode_serves_it() {
+    let fake = FakeKode::start().await;
+    let order = samples::meglerpakke_order(7204);
+    fake.add_order(order.clone());
+    fake.fail_next(Endpoint::Asset, 1, 404);
+    let data = tempfile::tempdir().unwrap();
+    // One attempt: the push goes straight to the dead letters.
+    let serve = Serve::start(
+        data.path(),
+        &fake,
+        &["--sweep-interval", "1s", "--max-attempts", "1"],
+    );
+    let (code, _) = fake
+        .push(&serve.push_url(), &order_push(&order, "NEW"))
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    eventually("every file, by the sweep", || async {
+        all_stored(data.path(), order.id, &assets_of(&order)).then_some(())
+    })
+    .await;
+    let log = serve.log();
+    assert!(log.contains("\"action\":\"dead_letter\""), "{log}");
+    drop(serve);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_kode_no_longer_knows_is_closed_after_three_misses_without_a_dead_letter() {
+    let fake = FakeKode::start().await;
+    let order = samples::meglerpakke_order(7205);
+    fake.add_order(order.clone());
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_str().unwrap().to_owned();
+    let serve = Serve::start(
+        data.path(),
+        &fake,
+        &["--sweep-interval", "1s", "--max-attempts", "1"],
+    );
+    let (code, _) = fake
+        .push(&serve.push_url(), &order_push(&order, "NEW"))
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    drained(data.path()).await;
+    fake.fail_next(Endpoint::GetOrder, 3, 404);
+
+    eventually("the order closed", || async {
+        serve
+            .log()
+            .contains("\"action\":\"sweep_closed\"")
+            .then_some(())
+    })
+    .await;
+    drained(data.path()).await;
+    assert_eq!(serve.log().matches("\"action\":\"sweep_miss\"").count(), 2);
+    let out = run_kode(&["dead-letters", "--data-dir", &dir], data.path());
+    assert!(
+        text(&out.stdout).contains("no dead letters"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(sweep_dry_run(data.path()).contains("0 open order(s)"));
+    // A 404 is no cancellation: the files stay.
+    assert!(all_stored(data.path(), order.id, &assets_of(&order)));
+    drop(serve);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_created_with_a_data_dir_and_never_pushed_gets_its_files_by_kode_sweep() {
+    let fake = FakeKode::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_str().unwrap().to_owned();
+    // No periodic sweep: `kode sweep` beside it does the work.
+    let serve = Serve::start(data.path(), &fake, &["--sweep-interval", "0"]);
+    eventually("the start-up line", || async {
+        serve.log().contains("sweep off").then_some(())
+    })
+    .await;
+
+    let out = run_kode_against(
+        &fake,
+        &[
+            "order",
+            "create",
+            "share",
+            "--organization-number",
+            "948677202",
+            "--share-number",
+            "57",
+            "--product",
+            "WI03010900",
+            "--reference",
+            "OPPDRAG-2024-0077",
+            "--json",
+            "--data-dir",
+            &dir,
+        ],
+        data.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = created["id"].as_u64().unwrap();
+    let sub = created["orders"][0]["id"].as_u64().unwrap();
+    {
+        use kode::store::Ledger as _;
+        let ledger = kode::store::local::SqliteLedger::open(data.path().join("ledger.sqlite"))
+            .await
+            .unwrap();
+        let record = ledger
+            .order(kode::model::OrderId(id))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.reference.as_deref(), Some("OPPDRAG-2024-0077"));
+        assert_eq!(record.last_status, None, "no push yet");
+    }
+    let file = AssetSpec::ok(
+        "first-file",
+        "Eiendomsinformasjon.pdf",
+        b"%PDF-1.7 x".to_vec(),
+    );
+    fake.add_asset(id, sub, None, file.clone());
+
+    let listed = sweep_dry_run(data.path());
+    assert!(
+        listed.contains("1 open order(s) would be swept"),
+        "{listed}"
+    );
+    assert!(listed.contains(&id.to_string()), "{listed}");
+    assert_eq!(backlog(data.path()).await, 0, "a dry run sends nothing");
+
+    let out = run_kode(&["sweep", "--data-dir", &dir], data.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("1 open order(s) enqueued"),
+        "{}",
+        text(&out.stdout)
+    );
+    eventually("the file, with no push at all", || async {
+        (files_of(data.path(), id, &file.id).len() == 1).then_some(())
+    })
+    .await;
+    assert_stored(data.path(), id, &file);
+    drop(serve);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kode_sweep_refuses_a_directory_that_is_not_a_data_dir() {
+    let empty = tempfile::tempdir().unwrap();
+    let dir = empty.path().to_str().unwrap();
+    let out = run_kode(&["sweep", "--data-dir", dir], empty.path());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("ledger.sqlite"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
+    let out = run_kode(&["sweep"], empty.path());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}

@@ -463,7 +463,7 @@ async fn push(processor: &Processor, order: u64) -> (Duration, usize) {
     let elapsed = started.elapsed();
     match outcome {
         Outcome::Order(report) => (elapsed, report.stored.len()),
-        Outcome::Message(_) => unreachable!("an order push"),
+        Outcome::Message(_) | Outcome::Sweep(_) => unreachable!("an order push"),
     }
 }
 

@@ -53,6 +53,7 @@ async fn build() -> anyhow::Result<(Processor, Redelivery, Duration)> {
         max_attempts: env_failed_max_attempts()?,
         retry_parked: false,
     };
+    let sweep = kode::config::sweep_policy_from_env()?;
     let margin = Duration::from_secs(env_u64(
         "PROCESSOR_DEADLINE_MARGIN_SECS",
         DEFAULT_DEADLINE_MARGIN.as_secs(),
@@ -82,6 +83,7 @@ async fn build() -> anyhow::Result<(Processor, Redelivery, Duration)> {
         concurrency,
     )
     .with_metrics(Metrics::for_lambda(std::env::var(STACK_NAME_ENV).ok()))
-    .with_failed_policy(failed);
+    .with_failed_policy(failed)
+    .with_sweep_policy(sweep);
     Ok((processor, redelivery, margin))
 }

@@ -120,6 +120,17 @@ pub struct OrderRecord {
     pub finished_at: Option<String>,
     pub purged_at: Option<String>,
     pub updated_at: Option<String>,
+    /// The sweep visits the order while this is at or after now (UTC,
+    /// `YYYY-MM-DDTHH:MM:SSZ`, see `crate::sweep`). `upsert_order` sets
+    /// it when given (which also clears misses and a closure) and removes it
+    /// once the order is purged.
+    pub sweep_until: Option<String>,
+    /// When the last sweep message was sent (written by `mark_swept`).
+    pub swept_at: Option<String>,
+    /// Sweeps in a row that KODE answered 404 (written by `sweep_missed`).
+    pub sweep_misses: u32,
+    /// When the sweep gave the order up: KODE no longer knows it.
+    pub sweep_closed_at: Option<String>,
 }
 
 /// `DISTMSG#<id>` / `<eventAction>`.
@@ -134,4 +145,14 @@ pub struct MessageRecord {
     pub organization_code: Option<String>,
     pub date_created: Option<String>,
     pub received_at: String,
+}
+
+/// `sweep_until` of an order open with no end (any status but FINISHED,
+/// CANCELLED and REFUNDED): later than every real time, in the same format.
+pub const OPEN_FOREVER: &str = "9999-12-31T23:59:59Z";
+
+/// A time in the one format `sweep_until` is compared in (whole seconds,
+/// UTC), so that comparing the strings compares the times.
+pub fn stamp(at: jiff::Timestamp) -> String {
+    at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }

@@ -21,8 +21,8 @@ pub use date::KodeDate;
 pub use ids::{AssetId, MunicipalityNumber, OrderId, OrderLineId, SubOrderId};
 pub use kind::OrderKind;
 pub use ledger::{
-    recorded_text, AssetFailure, AssetRecord, AssetState, FailedAttempt, MessageRecord, ObjectKey,
-    ObjectMeta, OrderRecord,
+    recorded_text, stamp, AssetFailure, AssetRecord, AssetState, FailedAttempt, MessageRecord,
+    ObjectKey, ObjectMeta, OrderRecord, OPEN_FOREVER,
 };
 pub use open_enum::CodeName;
 pub use order::{Asset, AssetLocation, AssetStatus, Order, OrderLine, SubOrder};

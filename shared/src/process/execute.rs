@@ -18,6 +18,9 @@ use crate::store::{FailedOutcome, RecordOutcome, StoreError};
 use crate::sync::{Plan, PlannedDeletion, PlannedDownload, SkipReason};
 use crate::Deadline;
 
+/// The sweep hold of an order with a FAILED file still to retry.
+const FAILED_HOLD: &str = "failed";
+
 /// What became of one planned download.
 enum Fetched {
     Stored {
@@ -155,6 +158,23 @@ impl Processor {
             counts.push((Metric::AssetsFailed, f64::from(newly_failed)));
         }
         self.metrics.emit(&counts);
+        // A file that failed and is not parked keeps its order open, so the
+        // sweep tries it again even if no push of the order ever comes.
+        let hold = |cause| ProcessError::Store {
+            order: Some(order),
+            cause,
+        };
+        if report.failed.iter().any(|f| !f.parked) {
+            self.ledger
+                .hold_open(order, FAILED_HOLD)
+                .await
+                .map_err(hold)?;
+        } else if first_error.is_none() {
+            self.ledger
+                .release_hold(order, FAILED_HOLD)
+                .await
+                .map_err(hold)?;
+        }
         if let Some(e) = first_error {
             return Err(e);
         }

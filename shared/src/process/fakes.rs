@@ -1,7 +1,7 @@
 //! In-memory KODE, file store and ledger for the orchestration tests. The
 //! ledger follows the conditional-write rules of the real adapters.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -17,7 +17,8 @@ use crate::model::{
 };
 use crate::model::{AssetId, Order, OrderId};
 use crate::store::{
-    Blobs, FailedOutcome, Ledger, PutError, RecordOutcome, StoreError, StoredObject,
+    Blobs, FailedOutcome, Ledger, OpenOrder, PutError, RecordOutcome, StoreError, StoredObject,
+    SweepMiss,
 };
 use crate::stream::{ChunkSource, SourceError};
 use crate::Deadline;
@@ -60,6 +61,7 @@ pub struct FakeKode {
     /// URLs whose body breaks off after half.
     pub truncated: Mutex<HashSet<String>>,
     pub downloads: AtomicUsize,
+    pub order_gets: AtomicUsize,
 }
 
 impl FakeKode {
@@ -82,6 +84,7 @@ impl FakeKode {
 #[async_trait]
 impl KodeSource for FakeKode {
     async fn get_order(&self, id: OrderId, _deadline: Deadline) -> Result<Order, ApiError> {
+        self.order_gets.fetch_add(1, Ordering::SeqCst);
         if let Some(status) = *self.order_status.lock().unwrap() {
             return Err(ApiError::Status {
                 status,
@@ -197,6 +200,7 @@ pub struct MemLedger {
     pub assets: Mutex<HashMap<(OrderId, AssetId), AssetRecord>>,
     pub orders: Mutex<HashMap<OrderId, OrderRecord>>,
     pub messages: Mutex<HashMap<(String, String), MessageRecord>>,
+    pub holds: Mutex<BTreeSet<(OrderId, String)>>,
     /// Assets another run marks deleted between our read and our write.
     pub deleted_concurrently: Mutex<HashSet<AssetId>>,
 }
@@ -345,6 +349,14 @@ impl Ledger for MemLedger {
         overwrite(&mut stored.updated_at, &record.updated_at);
         keep_first(&mut stored.finished_at, &record.finished_at);
         keep_first(&mut stored.purged_at, &record.purged_at);
+        if record.sweep_until.is_some() {
+            stored.sweep_until.clone_from(&record.sweep_until);
+            stored.sweep_misses = 0;
+            stored.sweep_closed_at = None;
+        }
+        if stored.purged_at.is_some() {
+            stored.sweep_until = None;
+        }
         Ok(())
     }
 
@@ -356,5 +368,80 @@ impl Ledger for MemLedger {
         }
         messages.insert(key, message.clone());
         Ok(RecordOutcome::Recorded)
+    }
+
+    async fn open_orders(&self, now: &str) -> Result<Vec<OpenOrder>, StoreError> {
+        let orders = self.orders.lock().unwrap();
+        let holds = self.holds.lock().unwrap();
+        let mut ids: BTreeSet<OrderId> = orders
+            .iter()
+            .filter(|(_, o)| o.sweep_until.as_deref().is_some_and(|u| u >= now))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.extend(holds.iter().map(|(id, _)| *id));
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| {
+                let record = orders.get(&id).cloned().unwrap_or_default();
+                (record.purged_at.is_none() && record.sweep_closed_at.is_none()).then_some(
+                    OpenOrder {
+                        order_id: id,
+                        swept_at: record.swept_at,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    async fn hold_open(&self, order: OrderId, reason: &str) -> Result<(), StoreError> {
+        self.holds
+            .lock()
+            .unwrap()
+            .insert((order, reason.to_owned()));
+        Ok(())
+    }
+
+    async fn release_hold(&self, order: OrderId, reason: &str) -> Result<(), StoreError> {
+        self.holds
+            .lock()
+            .unwrap()
+            .remove(&(order, reason.to_owned()));
+        Ok(())
+    }
+
+    async fn mark_swept(&self, order: OrderId, at: &str) -> Result<(), StoreError> {
+        let mut orders = self.orders.lock().unwrap();
+        let stored = orders.entry(order).or_default();
+        stored.order_id = Some(order);
+        stored.swept_at = Some(at.to_owned());
+        Ok(())
+    }
+
+    async fn sweep_missed(
+        &self,
+        order: OrderId,
+        max_misses: u32,
+        at: &str,
+    ) -> Result<SweepMiss, StoreError> {
+        let mut orders = self.orders.lock().unwrap();
+        let stored = orders.entry(order).or_default();
+        stored.order_id = Some(order);
+        stored.sweep_misses += 1;
+        let closed = stored.sweep_misses >= max_misses;
+        if closed {
+            stored.sweep_until = None;
+            stored.sweep_closed_at.get_or_insert_with(|| at.to_owned());
+        }
+        Ok(SweepMiss {
+            misses: stored.sweep_misses,
+            closed,
+        })
+    }
+
+    async fn sweep_found(&self, order: OrderId) -> Result<(), StoreError> {
+        if let Some(stored) = self.orders.lock().unwrap().get_mut(&order) {
+            stored.sweep_misses = 0;
+        }
+        Ok(())
     }
 }

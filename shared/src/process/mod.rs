@@ -9,7 +9,7 @@ mod kode_client;
 mod messages;
 
 #[cfg(test)]
-mod fakes;
+pub(crate) mod fakes;
 #[cfg(test)]
 mod tests;
 
@@ -17,14 +17,16 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::time::Instant;
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 use crate::api::ApiError;
-use crate::envelope::Envelope;
+use crate::envelope::{parse_message, QueueMessage};
 use crate::metrics::{Metric, Metrics};
+use crate::model::OrderRecord;
 use crate::model::{AssetId, Order, OrderId, OrderPush, Push, PushStatus};
-use crate::store::{Blobs, Ledger, RecordOutcome};
+use crate::store::{Blobs, Ledger, RecordOutcome, SweepMiss};
 use crate::stream::ChunkSource;
+use crate::sync::SweepPolicy;
 use crate::sync::{self, FailedPolicy, LedgerView};
 use crate::Deadline;
 
@@ -54,6 +56,8 @@ pub struct Processor {
     pub metrics: Metrics,
     /// When FAILED assets are tried again.
     pub failed: FailedPolicy,
+    /// How long orders stay open for the sweep, and when a sweep gives up.
+    pub sweep: SweepPolicy,
 }
 
 /// What one queue message led to.
@@ -65,6 +69,18 @@ pub enum Outcome {
     Order(SyncReport),
     /// A distributor message: `Recorded`, or `AlreadyRecorded` on a replay.
     Message(RecordOutcome),
+    Sweep(SweepOutcome),
+}
+
+/// What one sweep message led to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SweepOutcome {
+    /// Synced as a push of the order's last recorded status.
+    Synced(SyncReport),
+    /// Purged or closed since the sweep listed it: KODE was not asked.
+    Skipped(&'static str),
+    /// KODE does not know the order (404).
+    Missed(SweepMiss),
 }
 
 /// What one order push did.
@@ -121,6 +137,7 @@ impl Processor {
             download_concurrency,
             metrics: Metrics::Off,
             failed: FailedPolicy::default(),
+            sweep: SweepPolicy::default(),
         }
     }
 
@@ -132,6 +149,10 @@ impl Processor {
         Processor { failed, ..self }
     }
 
+    pub fn with_sweep_policy(self, sweep: SweepPolicy) -> Processor {
+        Processor { sweep, ..self }
+    }
+
     /// Handles one queue message body (the webhook's envelope). A body that
     /// cannot be parsed is a permanent error, so the message ends in the DLQ
     /// instead of vanishing.
@@ -141,8 +162,8 @@ impl Processor {
         deadline: Deadline,
     ) -> Result<Outcome, ProcessError> {
         let started = Instant::now();
-        let result = match Envelope::parse(body) {
-            Ok(envelope) => {
+        let result = match parse_message(body) {
+            Ok(QueueMessage::Push(envelope)) => {
                 self.emit_push_lag(&envelope.received_at);
                 match &envelope.push {
                     Push::Order(push) => self.sync_order(push, deadline).await.map(Outcome::Order),
@@ -152,6 +173,10 @@ impl Processor {
                         .map(Outcome::Message),
                 }
             }
+            Ok(QueueMessage::Sweep(sweep)) => self
+                .sweep_order(sweep.order_id, deadline)
+                .await
+                .map(Outcome::Sweep),
             Err(e) => Err(e.into()),
         };
         if let Err(e) = &result {
@@ -176,7 +201,8 @@ impl Processor {
         deadline: Deadline,
     ) -> Result<SyncReport, ProcessError> {
         let order_id = push.order_id;
-        let now = now_rfc3339();
+        let timestamp = jiff::Timestamp::now();
+        let now = timestamp.to_string();
         if push.status.purges_files() {
             // Before reading the ledger: from the mark on, no run can record
             // a file of the order, and whatever was recorded before it is in
@@ -190,8 +216,32 @@ impl Processor {
                 })?;
         }
         let view = self.ledger_view(order_id).await?;
+        let finished_at = view.order.as_ref().and_then(|o| o.finished_at.as_deref());
+        let sweep_until = self
+            .sweep
+            .open_until(Some(&push.status), finished_at, timestamp);
+        let known_until = view.order.as_ref().and_then(|o| o.sweep_until.as_ref());
+        if sweep_until.is_some() && known_until != sweep_until.as_ref() && !view.is_purged() {
+            // Open before anything can fail: a push that fails on KODE or a
+            // file leaves the order to the sweep, not to a push that may
+            // never come again.
+            let open = OrderRecord {
+                order_id: Some(order_id),
+                reference: push.reference.clone(),
+                technical_reference: push.technical_reference.clone(),
+                sweep_until: sweep_until.clone(),
+                ..OrderRecord::default()
+            };
+            self.ledger
+                .upsert_order(&open)
+                .await
+                .map_err(|cause| ProcessError::Store {
+                    order: Some(order_id),
+                    cause,
+                })?;
+        }
         let fetched = self.kode.get_order(order_id, deadline).await;
-        let plan = match fetched {
+        let mut plan = match fetched {
             Ok(order) if order.id != order_id => {
                 return Err(ProcessError::OrderMismatch {
                     requested: order_id,
@@ -217,7 +267,89 @@ impl Processor {
                 })
             }
         };
+        plan.order_update.sweep_until = sweep_until;
         self.execute(plan, deadline, &now).await
+    }
+
+    /// A sweep message: the order synced as if its last recorded push came
+    /// again (a never-pushed order as UPDATED), without recording that
+    /// status anew. A 404 from KODE counts a miss instead of failing, and
+    /// closes the order at `SWEEP_MAX_MISSES`.
+    pub async fn sweep_order(
+        &self,
+        order_id: OrderId,
+        deadline: Deadline,
+    ) -> Result<SweepOutcome, ProcessError> {
+        let view = self.ledger_view(order_id).await?;
+        let recorded = view.order.clone().unwrap_or_default();
+        let skip = if view.is_purged() {
+            Some("purged")
+        } else if recorded.sweep_closed_at.is_some() {
+            Some("closed")
+        } else {
+            None
+        };
+        if let Some(reason) = skip {
+            info!(action = "sweep_skipped", orderId = %order_id, reason, "order not swept");
+            return Ok(SweepOutcome::Skipped(reason));
+        }
+        let status = recorded
+            .last_status
+            .as_deref()
+            .map_or(PushStatus::Updated, PushStatus::parse);
+        let push = OrderPush {
+            order_id,
+            status,
+            reference: None,
+            technical_reference: None,
+        };
+        let now = now_rfc3339();
+        let store = |cause| ProcessError::Store {
+            order: Some(order_id),
+            cause,
+        };
+        let order = match self.kode.get_order(order_id, deadline).await {
+            Ok(order) if order.id != order_id => {
+                return Err(ProcessError::OrderMismatch {
+                    requested: order_id,
+                    returned: order.id,
+                })
+            }
+            Ok(order) => order,
+            Err(e) if e.status() == Some(404) => {
+                let miss = self
+                    .ledger
+                    .sweep_missed(order_id, self.sweep.max_misses, &now)
+                    .await
+                    .map_err(store)?;
+                if miss.closed {
+                    warn!(action = "sweep_closed", orderId = %order_id, misses = miss.misses, "KODE does not know the order; it is no longer swept");
+                } else {
+                    warn!(action = "sweep_miss", orderId = %order_id, misses = miss.misses, maxMisses = self.sweep.max_misses, "KODE does not know the order");
+                }
+                return Ok(SweepOutcome::Missed(miss));
+            }
+            Err(e) => {
+                return Err(ProcessError::Order {
+                    order: order_id,
+                    cause: e,
+                })
+            }
+        };
+        if recorded.sweep_misses > 0 {
+            self.ledger.sweep_found(order_id).await.map_err(store)?;
+        }
+        let mut plan = sync::plan(&push, &order, &view, &now, self.failed);
+        // Nothing new from KODE about the order itself: the recorded status
+        // and times stay as the pushes left them.
+        plan.order_update = OrderRecord {
+            order_id: Some(order_id),
+            purged_at: plan.order_update.purged_at.take(),
+            ..OrderRecord::default()
+        };
+        let report = self.execute(plan, deadline, &now).await?;
+        info!(action = "order_swept", orderId = %order_id, status = %report.status, stored = report.stored.len(), deleted = report.deleted.len(), "order swept");
+        Ok(SweepOutcome::Synced(report))
     }
 
     async fn ledger_view(&self, order: OrderId) -> Result<LedgerView, ProcessError> {

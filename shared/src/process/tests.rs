@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::fakes::{FakeKode, MemBlobs, MemLedger};
 use super::*;
+use crate::envelope::SweepEnvelope;
 use crate::model::{AssetState, ObjectKey};
 use crate::model::{OrderLineId, SubOrderId};
 use crate::sync::FailedPolicy;
@@ -245,8 +246,10 @@ async fn transient_failure_fails_the_push_after_the_other_downloads() {
     assert!(failure.transient && failure.attempts == 1, "{failure:?}");
     assert!(w.blobs.content("orders/7/bad/bad kart.pdf").is_none());
     w.assert_every_stored_record_has_its_file();
-    // The order is not recorded as synced.
-    assert!(w.ledger.order_record(7).is_none());
+    // The order is not recorded as synced, only as open for the sweep.
+    let record = w.ledger.order_record(7).unwrap();
+    assert_eq!((record.last_status, record.updated_at), (None, None));
+    assert!(record.sweep_until.is_some());
 
     // The next delivery completes the order without fetching a1 or a3 again.
     w.kode.truncated.lock().unwrap().clear();
@@ -280,6 +283,36 @@ async fn permanent_failure_fails_only_the_asset() {
     assert_eq!(report.missing.as_deref().map(names), Some(vec!["gone"]));
     assert!(w.ledger.order_record(7).unwrap().finished_at.is_some());
     assert_eq!(w.ledger.asset(7, "gone").unwrap().state, AssetState::Failed);
+}
+
+#[tokio::test]
+async fn a_failed_file_holds_its_order_open_until_stored_or_parked() {
+    let mut w = world(1);
+    w.processor.failed = FailedPolicy {
+        max_attempts: 2,
+        retry_parked: false,
+    };
+    let held = |w: &World| {
+        w.ledger
+            .holds
+            .lock()
+            .unwrap()
+            .contains(&(OrderId(7), "failed".to_owned()))
+    };
+    w.order(vec![asset("gone", "OK"), asset("late", "OK")], vec![]);
+    w.kode.files.lock().unwrap().clear();
+
+    w.push("FINISHED").await.unwrap();
+    assert!(held(&w), "an unparked FAILED file keeps the order open");
+    w.push("FINISHED").await.unwrap();
+    assert!(!held(&w), "parked: the sweep no longer retries it");
+
+    // Retried on request and stored: nothing left to hold for.
+    w.processor.failed.retry_parked = true;
+    w.order(vec![asset("gone", "OK"), asset("late", "OK")], vec![]);
+    w.push("FINISHED").await.unwrap();
+    assert_eq!(w.ledger.asset(7, "gone").unwrap().state, AssetState::Stored);
+    assert!(!held(&w));
 }
 
 #[tokio::test]
@@ -371,7 +404,8 @@ async fn kode_outage_fails_retryably_and_changes_nothing() {
     let err = w.push("UPDATED").await.unwrap_err();
     assert!(err.is_retryable());
     assert!(w.blobs.keys().is_empty());
-    assert!(w.ledger.order_record(7).is_none());
+    // Only opened for the sweep (see below), not recorded as synced.
+    assert_eq!(w.ledger.order_record(7).unwrap().last_status, None);
 
     *w.kode.order_status.lock().unwrap() = Some(403);
     assert!(!w.push("UPDATED").await.unwrap_err().is_retryable());
@@ -485,4 +519,180 @@ async fn past_the_deadline_no_download_starts_and_the_push_is_retried() {
         w.ledger.assets.lock().unwrap().is_empty(),
         "not an attempt: nothing recorded"
     );
+}
+
+// ---- sweeps ----
+
+impl World {
+    async fn sweep(&self) -> SweepOutcome {
+        let body = SweepEnvelope::new(OrderId(7), "2024-05-01T10:00:00Z".into()).encode();
+        match self.processor.handle_envelope(&body, deadline()).await {
+            Ok(Outcome::Sweep(outcome)) => outcome,
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+fn synced(outcome: SweepOutcome) -> SyncReport {
+    match outcome {
+        SweepOutcome::Synced(report) => report,
+        other => panic!("not synced: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_sweep_stores_the_file_whose_push_was_lost_and_keeps_the_recorded_status() {
+    let w = world(4);
+    w.order(vec![asset("a1", "OK")], vec![]);
+    w.push("UPDATED").await.unwrap();
+    let before = w.ledger.order_record(7).unwrap();
+    assert_eq!(
+        before.sweep_until.as_deref(),
+        Some(crate::model::OPEN_FOREVER)
+    );
+
+    // A second file; its UPDATED push never arrives.
+    w.order(vec![asset("a1", "OK")], vec![asset("a2", "OK")]);
+    let report = synced(w.sweep().await);
+    assert_eq!(names(&report.stored), ["a2"]);
+    assert_eq!(report.status, PushStatus::Updated);
+    assert_eq!(w.kode.downloads(), 2);
+    let after = w.ledger.order_record(7).unwrap();
+    assert_eq!(after.last_status, before.last_status);
+    assert_eq!(after.updated_at, before.updated_at);
+    assert_eq!(after.sweep_until, before.sweep_until);
+}
+
+#[tokio::test]
+async fn a_finished_order_is_swept_as_finished_and_its_late_file_stored() {
+    let w = world(4);
+    w.order(vec![asset("a1", "OK")], vec![]);
+    w.push("FINISHED").await.unwrap();
+    let finished = w.ledger.order_record(7).unwrap();
+    let until = finished.sweep_until.clone().expect("open after FINISHED");
+    assert!(until.as_str() < crate::model::OPEN_FOREVER, "{until}");
+
+    w.order(vec![asset("a1", "OK"), asset("late", "OK")], vec![]);
+    let report = synced(w.sweep().await);
+    assert_eq!(report.status, PushStatus::Finished);
+    assert_eq!(names(&report.stored), ["late"]);
+    assert_eq!(report.missing, Some(vec![]), "completeness reported");
+    let after = w.ledger.order_record(7).unwrap();
+    assert_eq!(after.last_status.as_deref(), Some("FINISHED"));
+    assert_eq!(after.finished_at, finished.finished_at);
+    assert_eq!(after.sweep_until, Some(until));
+}
+
+#[tokio::test]
+async fn a_purged_order_is_not_fetched_by_a_sweep_and_is_not_open() {
+    let w = world(4);
+    w.order(vec![asset("a1", "OK")], vec![]);
+    w.push("UPDATED").await.unwrap();
+    w.push("CANCELLED").await.unwrap();
+    let record = w.ledger.order_record(7).unwrap();
+    assert_eq!(record.sweep_until, None);
+    w.ledger.hold_open(OrderId(7), "events").await.unwrap();
+    assert!(w
+        .ledger
+        .open_orders("2024-05-01T10:00:00Z")
+        .await
+        .unwrap()
+        .is_empty());
+
+    let gets = w.kode.order_gets.load(Ordering::SeqCst);
+    assert_eq!(w.sweep().await, SweepOutcome::Skipped("purged"));
+    assert_eq!(w.kode.order_gets.load(Ordering::SeqCst), gets);
+    assert!(w.blobs.keys().is_empty());
+}
+
+#[tokio::test]
+async fn an_order_kode_no_longer_knows_is_closed_after_the_misses_without_failing() {
+    let w = world(4);
+    w.order(vec![asset("a1", "OK")], vec![]);
+    w.push("NEW").await.unwrap();
+    *w.kode.order.lock().unwrap() = None;
+
+    for expected in 1..=2 {
+        match w.sweep().await {
+            SweepOutcome::Missed(miss) => {
+                assert_eq!((miss.misses, miss.closed), (expected, false));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            w.ledger
+                .open_orders("2024-05-01T10:00:00Z")
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+    match w.sweep().await {
+        SweepOutcome::Missed(miss) => assert_eq!((miss.misses, miss.closed), (3, true)),
+        other => panic!("{other:?}"),
+    }
+    assert!(w
+        .ledger
+        .open_orders("2024-05-01T10:00:00Z")
+        .await
+        .unwrap()
+        .is_empty());
+    let gets = w.kode.order_gets.load(Ordering::SeqCst);
+    assert_eq!(w.sweep().await, SweepOutcome::Skipped("closed"));
+    assert_eq!(w.kode.order_gets.load(Ordering::SeqCst), gets);
+
+    // A push's own 404 still fails the push, as before the sweep existed.
+    let err = w.push("UPDATED").await.unwrap_err();
+    assert!(matches!(err, ProcessError::Order { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn misses_count_only_in_a_row() {
+    let w = world(4);
+    w.order(vec![asset("a1", "OK")], vec![]);
+    w.push("NEW").await.unwrap();
+    *w.kode.order_status.lock().unwrap() = Some(404);
+    w.sweep().await;
+    w.sweep().await;
+    *w.kode.order_status.lock().unwrap() = None;
+    synced(w.sweep().await);
+    assert_eq!(w.ledger.order_record(7).unwrap().sweep_misses, 0);
+    *w.kode.order_status.lock().unwrap() = Some(404);
+    match w.sweep().await {
+        SweepOutcome::Missed(miss) => assert_eq!((miss.misses, miss.closed), (1, false)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_sweep_that_kode_answers_with_an_error_fails_to_be_retried() {
+    let w = world(4);
+    w.order(vec![asset("a1", "OK")], vec![]);
+    *w.kode.order_status.lock().unwrap() = Some(503);
+    let body = SweepEnvelope::new(OrderId(7), "t".into()).encode();
+    let err = w
+        .processor
+        .handle_envelope(&body, deadline())
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(w.ledger.order_record(7).map(|o| o.sweep_misses), None);
+}
+
+#[tokio::test]
+async fn a_push_that_fails_on_kode_still_leaves_the_order_open_for_the_sweep() {
+    let w = world(4);
+    *w.kode.order_status.lock().unwrap() = Some(503);
+    w.push("NEW").await.unwrap_err();
+    let record = w
+        .ledger
+        .order_record(7)
+        .expect("recorded before the failure");
+    assert_eq!(
+        record.sweep_until.as_deref(),
+        Some(crate::model::OPEN_FOREVER)
+    );
+    assert_eq!(record.reference.as_deref(), Some("ref"));
+    assert_eq!(record.last_status, None, "the push did not complete");
 }

@@ -94,6 +94,23 @@ pub enum RecordOutcome {
     OrderPurged,
 }
 
+/// An order the sweep should visit (see `Ledger::open_orders`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenOrder {
+    pub order_id: OrderId,
+    /// When the last sweep message was sent, if ever.
+    pub swept_at: Option<String>,
+}
+
+/// What one sweep that KODE answered 404 did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SweepMiss {
+    /// Misses in a row, this one included.
+    pub misses: u32,
+    /// The limit was reached: the order is no longer open.
+    pub closed: bool,
+}
+
 /// What has been done for each order. Writes are conditional so that a
 /// replay or a concurrent run can neither store twice nor resurrect.
 #[async_trait]
@@ -128,6 +145,36 @@ pub trait Ledger: Send + Sync {
 
     /// Stores a distributor message once per (`id`, `event_action`).
     async fn record_message(&self, message: &MessageRecord) -> Result<RecordOutcome, StoreError>;
+
+    /// The orders the sweep visits at `now` (RFC 3339), by order id, without
+    /// a scan: those whose `sweep_until` is not past and those held open,
+    /// never a purged or closed one ("Open orders" in `docs/DESIGN.md`).
+    async fn open_orders(&self, now: &str) -> Result<Vec<OpenOrder>, StoreError>;
+
+    /// Keeps the order open for sweeps, whatever its status, until
+    /// `release_hold` with the same `reason` (one hold per reason; holding
+    /// twice is one hold). For work another part of the system still owes
+    /// the order, e.g. a failed file or an event to announce.
+    async fn hold_open(&self, order: OrderId, reason: &str) -> Result<(), StoreError>;
+
+    /// Ends the hold `reason`; releasing a hold that is not there is fine.
+    async fn release_hold(&self, order: OrderId, reason: &str) -> Result<(), StoreError>;
+
+    /// Records that a sweep message for the order was sent at `at`.
+    async fn mark_swept(&self, order: OrderId, at: &str) -> Result<(), StoreError>;
+
+    /// Counts a sweep KODE answered 404; at `max_misses` in a row the order
+    /// is closed: no longer open, whatever its status or holds, until a push
+    /// sets `sweep_until` again.
+    async fn sweep_missed(
+        &self,
+        order: OrderId,
+        max_misses: u32,
+        at: &str,
+    ) -> Result<SweepMiss, StoreError>;
+
+    /// KODE showed the order to a sweep: misses start again from zero.
+    async fn sweep_found(&self, order: OrderId) -> Result<(), StoreError>;
 }
 
 /// A message for the FIFO queue.

@@ -12,10 +12,14 @@ use crate::model::{AssetFailure, AssetRecord, AssetState, ObjectKey, ObjectMeta,
 use crate::names::object_key;
 
 mod failed;
+mod sweep;
 #[cfg(test)]
 mod tests;
 
 pub use failed::{FailedPolicy, DEFAULT_FAILED_MAX_ATTEMPTS};
+pub use sweep::{
+    parse_duration, SweepPolicy, DEFAULT_FINISHED_DAYS, DEFAULT_INTERVAL, DEFAULT_MAX_MISSES,
+};
 
 /// What the ledger holds for one order before the sync.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -253,6 +257,7 @@ fn order_update(push: &OrderPush, purge: bool, now: &str) -> OrderRecord {
         // harmlessly.
         purged_at: purge.then(|| now.to_owned()),
         updated_at: Some(now.to_owned()),
+        ..OrderRecord::default()
     }
 }
 

@@ -226,6 +226,7 @@ async fn upsert_order_overwrites_set_fields_and_keeps_the_first_finish_and_purge
             finished_at: Some("2024-05-01T10:00:00Z".into()),
             purged_at: None,
             updated_at: Some("2024-05-01T10:00:00Z".into()),
+            ..OrderRecord::default()
         })
         .await
         .unwrap();
@@ -259,6 +260,7 @@ async fn upsert_order_overwrites_set_fields_and_keeps_the_first_finish_and_purge
             finished_at: Some("2024-05-01T10:00:00Z".into()),
             purged_at: Some("2024-06-01T10:00:00Z".into()),
             updated_at: Some("2024-06-01T10:00:00Z".into()),
+            ..OrderRecord::default()
         })
     );
 }

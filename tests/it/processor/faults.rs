@@ -9,7 +9,7 @@ use fake_kode::{samples, AssetContent, AssetSpec, Endpoint, OrderSpec, Recorder}
 use kode::model::{AssetId, OrderId};
 use kode::model::{AssetRecord, AssetState, FailedAttempt, MessageRecord, OrderRecord};
 use kode::store::aws::DynamoLedger;
-use kode::store::{FailedOutcome, Ledger, RecordOutcome, StoreError};
+use kode::store::{FailedOutcome, Ledger, OpenOrder, RecordOutcome, StoreError, SweepMiss};
 use serde_json::json;
 
 use super::harness::{Ack, Env};
@@ -112,6 +112,29 @@ impl Ledger for CrashOnceLedger {
     }
     async fn record_message(&self, message: &MessageRecord) -> Result<RecordOutcome, StoreError> {
         self.inner.record_message(message).await
+    }
+    async fn open_orders(&self, now: &str) -> Result<Vec<OpenOrder>, StoreError> {
+        self.inner.open_orders(now).await
+    }
+    async fn hold_open(&self, order: OrderId, reason: &str) -> Result<(), StoreError> {
+        self.inner.hold_open(order, reason).await
+    }
+    async fn release_hold(&self, order: OrderId, reason: &str) -> Result<(), StoreError> {
+        self.inner.release_hold(order, reason).await
+    }
+    async fn mark_swept(&self, order: OrderId, at: &str) -> Result<(), StoreError> {
+        self.inner.mark_swept(order, at).await
+    }
+    async fn sweep_missed(
+        &self,
+        order: OrderId,
+        max_misses: u32,
+        at: &str,
+    ) -> Result<SweepMiss, StoreError> {
+        self.inner.sweep_missed(order, max_misses, at).await
+    }
+    async fn sweep_found(&self, order: OrderId) -> Result<(), StoreError> {
+        self.inner.sweep_found(order).await
     }
 }
 

@@ -263,3 +263,77 @@ async fn a_purged_order_never_gets_a_new_stored_entry() {
         .collect();
     assert_eq!(stored_ids, ["before"]);
 }
+
+async fn open_ids(ledger: &DynamoLedger, now: &str) -> Vec<u64> {
+    let open = ledger.open_orders(now).await.expect("open orders");
+    open.iter().map(|o| o.order_id.0).collect()
+}
+
+async fn order_with(ledger: &DynamoLedger, id: u64, sweep_until: Option<&str>, purged: bool) {
+    ledger
+        .upsert_order(&OrderRecord {
+            order_id: Some(OrderId(id)),
+            last_status: Some("UPDATED".into()),
+            sweep_until: sweep_until.map(str::to_owned),
+            purged_at: purged.then(|| "2024-05-01T00:00:00Z".to_owned()),
+            ..OrderRecord::default()
+        })
+        .await
+        .expect("upsert order");
+}
+
+#[tokio::test]
+async fn open_orders_come_from_the_index_with_holds_purges_and_closures() {
+    let (ledger, client) = ledger().await;
+    let now = "2024-05-01T10:00:00Z";
+    let forever = kode::model::OPEN_FOREVER;
+    order_with(&ledger, 1, Some(forever), false).await;
+    order_with(&ledger, 2, Some("2024-05-01T10:00:00Z"), false).await;
+    order_with(&ledger, 3, Some("2024-05-01T09:59:59Z"), false).await;
+    order_with(&ledger, 4, Some(forever), false).await;
+    order_with(&ledger, 4, None, true).await; // then cancelled
+    order_with(&ledger, 5, None, false).await; // never marked
+    assert_eq!(open_ids(&ledger, now).await, [1, 2]);
+
+    ledger.hold_open(OrderId(3), "failed:a").await.unwrap();
+    ledger.hold_open(OrderId(3), "failed:a").await.unwrap();
+    ledger.hold_open(OrderId(3), "events").await.unwrap();
+    ledger.hold_open(OrderId(4), "events").await.unwrap();
+    ledger.hold_open(OrderId(9), "events").await.unwrap();
+    assert_eq!(open_ids(&ledger, now).await, [1, 2, 3, 9]);
+    ledger.release_hold(OrderId(3), "failed:a").await.unwrap();
+    assert_eq!(open_ids(&ledger, now).await, [1, 2, 3, 9]);
+    ledger.release_hold(OrderId(3), "events").await.unwrap();
+    ledger.release_hold(OrderId(3), "events").await.unwrap();
+    assert_eq!(open_ids(&ledger, now).await, [1, 2, 9]);
+    // Holds are not assets.
+    assert!(ledger.order_assets(OrderId(9)).await.unwrap().is_empty());
+
+    ledger
+        .mark_swept(OrderId(1), "2024-05-01T09:00:00Z")
+        .await
+        .unwrap();
+    let open = ledger.open_orders(now).await.unwrap();
+    assert_eq!(open[0].swept_at.as_deref(), Some("2024-05-01T09:00:00Z"));
+
+    ledger.hold_open(OrderId(1), "events").await.unwrap();
+    let first = ledger.sweep_missed(OrderId(1), 2, now).await.unwrap();
+    assert_eq!((first.misses, first.closed), (1, false));
+    ledger.sweep_found(OrderId(1)).await.unwrap();
+    ledger.sweep_found(OrderId(1)).await.unwrap();
+    ledger.sweep_missed(OrderId(1), 2, now).await.unwrap();
+    let closed = ledger.sweep_missed(OrderId(1), 2, now).await.unwrap();
+    assert_eq!((closed.misses, closed.closed), (2, true));
+    assert_eq!(open_ids(&ledger, now).await, [2, 9]);
+    order_with(&ledger, 1, Some(forever), false).await;
+    assert_eq!(open_ids(&ledger, now).await, [1, 2, 9]);
+    let record = ledger.order(OrderId(1)).await.unwrap().unwrap();
+    assert_eq!((record.sweep_misses, record.sweep_closed_at), (0, None));
+    assert_eq!(record.last_status.as_deref(), Some("UPDATED"));
+
+    let _ = client
+        .delete_table()
+        .table_name(ledger.table())
+        .send()
+        .await;
+}

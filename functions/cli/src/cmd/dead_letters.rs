@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use kode::envelope::Envelope;
+use kode::envelope::{parse_message, QueueMessage};
 use kode::model::Push;
 use kode::store::local::{DeadLetter, QueueOptions, SqliteQueue};
 
@@ -91,13 +91,14 @@ async fn list(queue: &SqliteQueue, data_dir: &Path) -> Result<(), CliError> {
     Ok(())
 }
 
-/// `order 123 UPDATED`, or what else the message holds.
+/// `order 123 UPDATED`, `order 123 sweep`, or what else the message holds.
 fn describe(letter: &DeadLetter) -> String {
-    match Envelope::parse(&letter.body) {
-        Ok(envelope) => match envelope.push {
+    match parse_message(&letter.body) {
+        Ok(QueueMessage::Push(envelope)) => match envelope.push {
             Push::Order(push) => format!("order {} {}", push.order_id, push.status),
             Push::Distributor(_) => "distributor message".to_owned(),
         },
+        Ok(QueueMessage::Sweep(sweep)) => format!("order {} sweep", sweep.order_id),
         Err(_) => format!("unreadable message {}", letter.id),
     }
 }

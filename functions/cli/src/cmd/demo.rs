@@ -144,6 +144,9 @@ async fn start_pipeline(
         },
         message_timeout: Duration::from_secs(60),
         failed: FailedPolicy::default(),
+        // The demo pushes everything it shows.
+        sweep_interval: None,
+        sweep_policy: kode::sync::SweepPolicy::default(),
     })
     .await?;
     Ok(pipeline)

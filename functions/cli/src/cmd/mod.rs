@@ -9,4 +9,5 @@ pub(crate) mod order_view;
 pub mod price;
 pub mod products;
 pub mod serve;
+pub mod sweep;
 pub mod sync;

@@ -1,14 +1,22 @@
 //! `kode order create|get`.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
 use clap::{Args, Subcommand};
 use kode::api::ApiError;
+use kode::model::OrderRecord;
 use kode::model::{CreateOrderRequest, OrderData, OrderId, RequestError};
+use kode::store::aws::DynamoLedger;
+use kode::store::Ledger;
 use kode::sync::FailedPolicy;
+use kode::sync::SweepPolicy;
 
 use super::input::{CadastreArgs, DeliveryArgs, MapArgs, ProductArgs, ShareArgs};
 use super::order_view;
 use crate::error::{request, CliError};
 use crate::output;
+use crate::pipeline::LocalStore;
 use crate::settings::{GlobalArgs, Settings};
 use crate::store::{Missing, Store, StoreArgs};
 
@@ -99,6 +107,12 @@ struct CreateCommon {
     /// Print the request body and send nothing (no token request either)
     #[arg(long)]
     dry_run: bool,
+    /// Record the order in this `kode serve` data directory, so that its sweep fetches it even if no push comes
+    #[arg(long, value_name = "DIR", conflicts_with = "table")]
+    data_dir: Option<PathBuf>,
+    /// Record the order in this ledger table (AWS), so that the sweeper fetches it even if no push comes
+    #[arg(long, value_name = "TABLE")]
+    table: Option<String>,
 }
 
 pub async fn run(args: OrderArgs, global: &GlobalArgs) -> Result<(), CliError> {
@@ -122,6 +136,9 @@ async fn create(kind: CreateKind, global: &GlobalArgs) -> Result<(), CliError> {
     }
     let settings = Settings::load(global)?;
     let client = settings.client().await?;
+    // Opened first: a wrong directory or table is found before anything is
+    // ordered (and billed).
+    let ledger = order_ledger(common, &settings).await?;
     let created = client
         .create_order(body.kind(), &body, settings.deadline())
         .await
@@ -136,7 +153,55 @@ async fn create(kind: CreateKind, global: &GlobalArgs) -> Result<(), CliError> {
             order_view::render(&order, None)
         ))?;
     }
+    if let Some(ledger) = ledger {
+        record_created(ledger.as_ref(), order.id, &body).await?;
+    }
     Ok(())
+}
+
+/// The ledger named by `--data-dir` or `--table`, and only those: a
+/// `LEDGER_TABLE` in the environment is for the commands that read a store.
+async fn order_ledger(
+    common: &CreateCommon,
+    settings: &Settings,
+) -> Result<Option<Arc<dyn Ledger>>, CliError> {
+    if let Some(dir) = &common.data_dir {
+        let store = LocalStore::open(dir).await?;
+        return Ok(Some(Arc::new(store.ledger)));
+    }
+    if let Some(table) = &common.table {
+        let aws = settings.aws().await;
+        return Ok(Some(Arc::new(DynamoLedger::new(
+            aws_sdk_dynamodb::Client::new(aws),
+            table.clone(),
+        ))));
+    }
+    Ok(None)
+}
+
+/// The order with its references, open for the sweep: its first push is
+/// then not the only way its files arrive.
+async fn record_created(
+    ledger: &dyn Ledger,
+    id: OrderId,
+    body: &CreateOrderRequest,
+) -> Result<(), CliError> {
+    let now = jiff::Timestamp::now();
+    let record = OrderRecord {
+        order_id: Some(id),
+        reference: Some(body.reference().to_owned()),
+        technical_reference: body.technical_reference().map(str::to_owned),
+        updated_at: Some(now.to_string()),
+        sweep_until: SweepPolicy::default().open_until(None, None, now),
+        ..OrderRecord::default()
+    };
+    ledger.upsert_order(&record).await.map_err(|e| {
+        CliError::Other(anyhow::anyhow!(
+            "order {id} was created, but recording it in the ledger failed: {e}\n\
+             Its first push records it; to have it swept before that, run \
+             `kode sync {id}` with the same store."
+        ))
+    })
 }
 
 /// Only a 4xx answer or a failed connection proves KODE did not take the

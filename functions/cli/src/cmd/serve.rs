@@ -25,7 +25,9 @@ const AFTER_HELP: &str = "\
 Secrets come from the environment (or the config file), never from flags:
   PUSH_TOKEN           the push secret KODE sends (?token=, Bearer or Basic password)
   KODE_CLIENT_SECRET   and KODE_PASSWORD, with KODE_CLIENT_ID and KODE_USERNAME
-Also read: MAX_ASSET_BYTES, DOWNLOAD_HOSTS.
+Also read: MAX_ASSET_BYTES, DOWNLOAD_HOSTS, SWEEP_FINISHED_DAYS (14: days a FINISHED
+order is still swept), SWEEP_MAX_MISSES (3: sweeps KODE answers 404 before the
+order is no longer swept).
 
 In <data-dir>: assets/orders/<order>/<asset>/<file> (the files), ledger.sqlite
 (what is stored), queue.sqlite (pushes not yet processed, dead letters), tmp/,
@@ -44,6 +46,16 @@ pub struct ServeArgs {
         default_value = "127.0.0.1:8080"
     )]
     pub listen: SocketAddr,
+    /// How often open orders are synced without a push (90s, 15m, 1h, 1d; 0 turns it off)
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "KODE_SWEEP_INTERVAL",
+        hide_env_values = true,
+        default_value = "1h",
+        value_parser = kode::sync::parse_duration
+    )]
+    pub sweep_interval: Duration,
     #[command(flatten)]
     pub pipeline: PipelineArgs,
 }
@@ -116,6 +128,8 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> Result<(), CliError> {
             PushSecret::new(Secret::new(token)).map_err(|e| CliError::invalid("PUSH_TOKEN", e))
         })?;
     let api = settings.api_config().await?;
+    let sweep_policy =
+        kode::config::sweep_policy_from_env().map_err(|e| CliError::Usage(e.to_string()))?;
     let kode_url = api.api_url.to_string();
     let pipeline_args = args.pipeline;
     let pipeline = Pipeline::start(PipelineConfig {
@@ -131,17 +145,24 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> Result<(), CliError> {
             max_attempts: settings.failed_max_attempts()?,
             retry_parked: false,
         },
+        sweep_interval: Some(args.sweep_interval).filter(|i| !i.is_zero()),
+        sweep_policy,
     })
     .await?;
 
     eprintln!(
         "kode serve: receiving pushes at {url} (give KODE {url}?token=<PUSH_TOKEN>), \
          health at http://{addr}/healthz; KODE API {kode_url}; data in {dir}; \
-         {workers} workers. Ctrl-C stops.",
+         {workers} workers; {sweep}. Ctrl-C stops.",
         url = pipeline.push_url(),
         addr = pipeline.addr(),
         dir = pipeline.data_dir().display(),
         workers = pipeline_args.workers,
+        sweep = if args.sweep_interval.is_zero() {
+            "sweep off".to_owned()
+        } else {
+            format!("open orders swept every {}s", args.sweep_interval.as_secs())
+        },
     );
     let signal = shutdown_signal()
         .await

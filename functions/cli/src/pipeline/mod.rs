@@ -8,6 +8,7 @@
 
 mod http;
 mod lock;
+mod sweeper;
 mod worker;
 
 use std::net::SocketAddr;
@@ -22,6 +23,7 @@ use kode::process::Processor;
 use kode::store::local::{DiskBlobs, QueueOptions, SqliteLedger, SqliteQueue};
 use kode::store::StoreError;
 use kode::sync::FailedPolicy;
+use kode::sync::SweepPolicy;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -43,6 +45,9 @@ pub struct PipelineConfig {
     pub message_timeout: Duration,
     /// When FAILED assets are tried again.
     pub failed: FailedPolicy,
+    /// How often open orders are swept (`None`: never).
+    pub sweep_interval: Option<Duration>,
+    pub sweep_policy: SweepPolicy,
 }
 
 /// Why the pipeline could not start.
@@ -134,6 +139,7 @@ pub struct Pipeline {
     abort: watch::Sender<bool>,
     /// Each worker ends telling whether it had to release a message.
     workers: Vec<JoinHandle<bool>>,
+    sweeper: Option<JoinHandle<()>>,
 }
 
 /// What a shutdown did.
@@ -170,7 +176,8 @@ impl Pipeline {
                 Arc::new(ledger.clone()),
                 config.download_concurrency.max(1),
             )
-            .with_failed_policy(config.failed),
+            .with_failed_policy(config.failed)
+            .with_sweep_policy(config.sweep_policy),
         );
         let intake = Arc::new(Intake::new(Arc::new(queue.clone()), config.push_secret));
 
@@ -200,6 +207,17 @@ impl Pipeline {
                 tokio::spawn(worker.run())
             })
             .collect();
+        let sweeper = config.sweep_interval.map(|interval| {
+            tokio::spawn(
+                sweeper::Sweeper {
+                    ledger: ledger.clone(),
+                    queue: queue.clone(),
+                    interval,
+                    stop: claiming_rx.clone(),
+                }
+                .run(),
+            )
+        });
         info!(
             action = "pipeline_started",
             listen = %addr,
@@ -218,6 +236,7 @@ impl Pipeline {
             stop_claiming,
             abort,
             workers,
+            sweeper,
         })
     }
 
@@ -253,6 +272,10 @@ impl Pipeline {
         // An error only means the server has already stopped.
         let _ = self.stop_http.send(());
         self.stop_claiming.send_replace(true);
+        if let Some(sweeper) = self.sweeper {
+            // A sweep only sends messages: it ends quickly once told to.
+            let _ = sweeper.await;
+        }
 
         let mut workers = join_all(self.workers);
         let ended = match tokio::time::timeout_at(deadline, &mut workers).await {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use kode::process::{Outcome, Processor};
+use kode::process::{Outcome, Processor, SweepOutcome};
 use kode::store::local::{ClaimedMessage, FailOutcome, SqliteQueue};
 use kode::store::StoreError;
 use kode::Deadline;
@@ -104,8 +104,10 @@ impl Worker {
     async fn complete(&self, message: &ClaimedMessage, outcome: &Outcome) {
         if self.settle(message, Settle::Complete).await.is_some() {
             let (stored, deleted) = match outcome {
-                Outcome::Order(report) => (report.stored.len(), report.deleted.len()),
-                Outcome::Message(_) => (0, 0),
+                Outcome::Order(report) | Outcome::Sweep(SweepOutcome::Synced(report)) => {
+                    (report.stored.len(), report.deleted.len())
+                }
+                Outcome::Message(_) | Outcome::Sweep(_) => (0, 0),
             };
             info!(
                 action = "message_done",

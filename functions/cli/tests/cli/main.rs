@@ -4,5 +4,6 @@ mod commands;
 mod input;
 mod moto;
 mod support;
+mod sweep_aws;
 mod sync;
 mod sync_aws;

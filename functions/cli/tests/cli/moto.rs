@@ -83,8 +83,11 @@ pub async fn create_store(config: &aws_config::SdkConfig) -> (String, String) {
         .table_name(&table)
         .attribute_definitions(attribute("pk"))
         .attribute_definitions(attribute("sk"))
+        .attribute_definitions(attribute("sweep"))
+        .attribute_definitions(attribute("sweepUntil"))
         .key_schema(key("pk", KeyType::Hash))
         .key_schema(key("sk", KeyType::Range))
+        .global_secondary_indexes(open_orders_index())
         .billing_mode(BillingMode::PayPerRequest)
         .send()
         .await
@@ -124,4 +127,32 @@ pub async fn objects(
         out.push((key, body));
     }
     out
+}
+
+/// The template's sparse index of open orders (`kode::store::aws::OPEN_INDEX`).
+fn open_orders_index() -> aws_sdk_dynamodb::types::GlobalSecondaryIndex {
+    use aws_sdk_dynamodb::types::{
+        GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    };
+    let key = |name: &str, key_type| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(key_type)
+            .build()
+            .expect("key schema element")
+    };
+    GlobalSecondaryIndex::builder()
+        .index_name(kode::store::aws::OPEN_INDEX)
+        .key_schema(key("sweep", KeyType::Hash))
+        .key_schema(key("sweepUntil", KeyType::Range))
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::Include)
+                .non_key_attributes("sweptAt")
+                .non_key_attributes("purgedAt")
+                .non_key_attributes("sweepClosedAt")
+                .build(),
+        )
+        .build()
+        .expect("open-orders index")
 }

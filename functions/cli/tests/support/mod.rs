@@ -172,6 +172,11 @@ pub fn run_kode(args: &[&str], cwd: &Path) -> Output {
     run_kode_env(args, cwd, Vec::new())
 }
 
+/// [`run_kode`] with the credentials and API address of `fake`.
+pub fn run_kode_against(fake: &FakeKode, args: &[&str], cwd: &Path) -> Output {
+    run_kode_env(args, cwd, fake_env(fake))
+}
+
 /// As [`run_kode`], with environment variables.
 pub fn run_kode_env(args: &[&str], cwd: &Path, env: Vec<(&str, String)>) -> Output {
     let mut command = kode();

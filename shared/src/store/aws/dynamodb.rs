@@ -13,16 +13,20 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Put, ReturnValue, TransactWriteItem,
 };
 
+use std::collections::BTreeMap;
+
 use super::sdk_error::classify;
 use crate::model::{
-    recorded_text, AssetRecord, AssetState, FailedAttempt, MessageRecord, OrderRecord,
+    recorded_text, AssetId, AssetRecord, AssetState, FailedAttempt, MessageRecord, OrderId,
+    OrderRecord,
 };
-use crate::model::{AssetId, OrderId};
-use crate::store::{FailedOutcome, Ledger, RecordOutcome, StoreError};
+use crate::store::{FailedOutcome, Ledger, OpenOrder, RecordOutcome, StoreError, SweepMiss};
 use items::{
     ASSET_PREFIX, ATTEMPTS, DELETED, FAILED, FAILURE_REASON, FAILURE_TRANSIENT, LAST_ATTEMPT_AT,
-    ORDER_SK,
+    OPEN, OPEN_KEY, OPEN_UNTIL, ORDER_SK,
 };
+
+pub use items::OPEN_INDEX;
 
 /// The ledger table. Cheap to clone (the client is shared).
 #[derive(Debug, Clone)]
@@ -295,6 +299,30 @@ impl Ledger for DynamoLedger {
             .table_name(&self.table)
             .set_key(Some(items::key(pk, ORDER_SK.to_owned())));
         let mut assignments = Vec::new();
+        let mut removals = Vec::new();
+        // Purged orders are never open again; a push (which sets
+        // `sweep_until`) opens the order and forgets earlier misses.
+        if record.purged_at.is_some() {
+            removals.extend(["#sweep", "#sweepUntil"]);
+            request = request
+                .expression_attribute_names("#sweep", OPEN_KEY)
+                .expression_attribute_names("#sweepUntil", OPEN_UNTIL);
+        } else if let Some(until) = text(&record.sweep_until) {
+            assignments.extend([
+                "#sweep = :sweep".to_owned(),
+                "#sweepUntil = :sweepUntil".to_owned(),
+                "#sweepMisses = :zero".to_owned(),
+            ]);
+            removals.push("#sweepClosedAt");
+            request = request
+                .expression_attribute_names("#sweep", OPEN_KEY)
+                .expression_attribute_names("#sweepUntil", OPEN_UNTIL)
+                .expression_attribute_names("#sweepMisses", "sweepMisses")
+                .expression_attribute_names("#sweepClosedAt", "sweepClosedAt")
+                .expression_attribute_values(":sweep", AttributeValue::S(OPEN.into()))
+                .expression_attribute_values(":sweepUntil", until)
+                .expression_attribute_values(":zero", AttributeValue::N("0".into()));
+        }
         for (i, (attribute, value, kept)) in fields.into_iter().enumerate() {
             let Some(value) = value else { continue };
             let (name, placeholder) = (format!("#a{i}"), format!(":v{i}"));
@@ -307,8 +335,13 @@ impl Ledger for DynamoLedger {
                 .expression_attribute_names(name, attribute)
                 .expression_attribute_values(placeholder, value);
         }
+        let mut expression = format!("SET {}", assignments.join(", "));
+        if !removals.is_empty() {
+            expression.push_str(" REMOVE ");
+            expression.push_str(&removals.join(", "));
+        }
         request
-            .update_expression(format!("SET {}", assignments.join(", ")))
+            .update_expression(expression)
             .send()
             .await
             .map_err(|e| classify(&what, e))?;
@@ -339,6 +372,202 @@ impl Ledger for DynamoLedger {
         } else {
             RecordOutcome::AlreadyRecorded
         })
+    }
+
+    async fn open_orders(&self, now: &str) -> Result<Vec<OpenOrder>, StoreError> {
+        let what = format!("Query {OPEN_INDEX}");
+        // Order id -> swept_at, for orders open by their own item; holds
+        // only name the order.
+        let mut by_item: BTreeMap<OrderId, OpenOrder> = BTreeMap::new();
+        let mut held = Vec::new();
+        let mut start_key = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(OPEN_INDEX)
+                .key_condition_expression("#sweep = :open AND #until >= :now")
+                .expression_attribute_names("#sweep", OPEN_KEY)
+                .expression_attribute_names("#until", OPEN_UNTIL)
+                .expression_attribute_values(":open", AttributeValue::S(OPEN.into()))
+                .expression_attribute_values(":now", AttributeValue::S(now.to_owned()))
+                .set_exclusive_start_key(start_key)
+                .send()
+                .await
+                .map_err(|e| classify(&what, e))?;
+            for item in output.items() {
+                let order = items::item_order_id(item)?;
+                match item.get("sk") {
+                    Some(AttributeValue::S(sk)) if sk == ORDER_SK => {
+                        let record = items::order_record(item)?;
+                        if record.purged_at.is_none() && record.sweep_closed_at.is_none() {
+                            by_item.insert(
+                                order,
+                                OpenOrder {
+                                    order_id: order,
+                                    swept_at: record.swept_at,
+                                },
+                            );
+                        }
+                    }
+                    _ => held.push(order),
+                }
+            }
+            match output.last_evaluated_key {
+                Some(key) if !key.is_empty() => start_key = Some(key),
+                _ => break,
+            }
+        }
+        // A held order may be past its own `sweep_until`: its order item
+        // says whether it is purged or closed, and when it was swept.
+        held.sort_unstable();
+        held.dedup();
+        for order in held {
+            if by_item.contains_key(&order) {
+                continue;
+            }
+            let record = self.order(order).await?.unwrap_or_default();
+            if record.purged_at.is_none() && record.sweep_closed_at.is_none() {
+                by_item.insert(
+                    order,
+                    OpenOrder {
+                        order_id: order,
+                        swept_at: record.swept_at,
+                    },
+                );
+            }
+        }
+        Ok(by_item.into_values().collect())
+    }
+
+    async fn hold_open(&self, order: OrderId, reason: &str) -> Result<(), StoreError> {
+        if reason.is_empty() {
+            return Err(StoreError::Permanent("a hold needs a reason".into()));
+        }
+        let pk = items::order_pk(order);
+        let sk = items::hold_sk(reason);
+        let what = format!("UpdateItem {pk}/{sk}");
+        // An update keeps the first `since` of a hold taken twice.
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(items::key(pk, sk)))
+            .update_expression(
+                "SET #sweep = :open, #until = :forever, #since = if_not_exists(#since, :now)",
+            )
+            .expression_attribute_names("#sweep", OPEN_KEY)
+            .expression_attribute_names("#until", OPEN_UNTIL)
+            .expression_attribute_names("#since", "since")
+            .expression_attribute_values(":open", AttributeValue::S(OPEN.into()))
+            .expression_attribute_values(
+                ":forever",
+                AttributeValue::S(crate::model::OPEN_FOREVER.into()),
+            )
+            .expression_attribute_values(
+                ":now",
+                AttributeValue::S(jiff::Timestamp::now().to_string()),
+            )
+            .send()
+            .await
+            .map_err(|e| classify(&what, e))?;
+        Ok(())
+    }
+
+    async fn release_hold(&self, order: OrderId, reason: &str) -> Result<(), StoreError> {
+        let pk = items::order_pk(order);
+        let sk = items::hold_sk(reason);
+        let what = format!("DeleteItem {pk}/{sk}");
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(items::key(pk, sk)))
+            .send()
+            .await
+            .map_err(|e| classify(&what, e))?;
+        Ok(())
+    }
+
+    async fn mark_swept(&self, order: OrderId, at: &str) -> Result<(), StoreError> {
+        let pk = items::order_pk(order);
+        let what = format!("UpdateItem {pk}/{ORDER_SK} (swept)");
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(items::key(pk, ORDER_SK.to_owned())))
+            .update_expression("SET sweptAt = :at")
+            .expression_attribute_values(":at", AttributeValue::S(at.to_owned()))
+            .send()
+            .await
+            .map_err(|e| classify(&what, e))?;
+        Ok(())
+    }
+
+    async fn sweep_missed(
+        &self,
+        order: OrderId,
+        max_misses: u32,
+        at: &str,
+    ) -> Result<SweepMiss, StoreError> {
+        let pk = items::order_pk(order);
+        let what = format!("UpdateItem {pk}/{ORDER_SK} (sweep miss)");
+        let output = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(items::key(pk.clone(), ORDER_SK.to_owned())))
+            .update_expression("ADD sweepMisses :one")
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|e| classify(&what, e))?;
+        let misses = match output
+            .attributes
+            .as_ref()
+            .and_then(|a| a.get("sweepMisses"))
+        {
+            Some(AttributeValue::N(n)) => n.parse().unwrap_or(u32::MAX),
+            _ => {
+                return Err(StoreError::Permanent(format!(
+                    "{what}: no sweepMisses in the answer"
+                )))
+            }
+        };
+        let closed = misses >= max_misses;
+        if closed {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(items::key(pk, ORDER_SK.to_owned())))
+                .update_expression(
+                    "SET sweepClosedAt = if_not_exists(sweepClosedAt, :at) REMOVE #sweep, #until",
+                )
+                .expression_attribute_names("#sweep", OPEN_KEY)
+                .expression_attribute_names("#until", OPEN_UNTIL)
+                .expression_attribute_values(":at", AttributeValue::S(at.to_owned()))
+                .send()
+                .await
+                .map_err(|e| classify(&what, e))?;
+        }
+        Ok(SweepMiss { misses, closed })
+    }
+
+    async fn sweep_found(&self, order: OrderId) -> Result<(), StoreError> {
+        let pk = items::order_pk(order);
+        let what = format!("UpdateItem {pk}/{ORDER_SK} (sweep found)");
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(items::key(pk, ORDER_SK.to_owned())))
+            .update_expression("SET sweepMisses = :zero")
+            .condition_expression("sweepMisses > :zero")
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .send()
+            .await;
+        // Not applied: there were no misses to forget.
+        applied(result, &what).map(|_| ())
     }
 }
 

@@ -1,5 +1,7 @@
-//! The ledger in SQLite: the records of the DynamoDB ledger as three tables
-//! (`assets`, `orders`, `messages`), with the same conditional semantics.
+//! The ledger in SQLite: the records of the DynamoDB ledger as tables
+//! (`assets`, `orders`, `messages`, `order_holds`), with the same
+//! conditional semantics. The open orders are an index on
+//! `orders.sweep_until`.
 
 use std::path::Path;
 
@@ -12,7 +14,7 @@ use crate::model::{
     OrderRecord,
 };
 use crate::model::{AssetId, OrderId, OrderLineId, SubOrderId};
-use crate::store::{FailedOutcome, Ledger, RecordOutcome, StoreError};
+use crate::store::{FailedOutcome, Ledger, OpenOrder, RecordOutcome, StoreError, SweepMiss};
 
 /// The `assets` table; `{name}` is filled in (see [`FAILED_MIGRATION`]).
 const ASSETS_TABLE: &str = "
@@ -50,7 +52,17 @@ CREATE TABLE IF NOT EXISTS orders (
     technical_reference TEXT,
     finished_at         TEXT,
     purged_at           TEXT,
-    updated_at          TEXT
+    updated_at          TEXT,
+    sweep_until         TEXT,
+    swept_at            TEXT,
+    sweep_misses        INTEGER NOT NULL DEFAULT 0,
+    sweep_closed_at     TEXT
+);
+CREATE TABLE IF NOT EXISTS order_holds (
+    order_id INTEGER NOT NULL,
+    reason   TEXT    NOT NULL,
+    since    TEXT    NOT NULL,
+    PRIMARY KEY (order_id, reason)
 );
 CREATE TABLE IF NOT EXISTS messages (
     id                  TEXT NOT NULL,
@@ -69,8 +81,27 @@ CREATE TABLE IF NOT EXISTS messages (
 const ASSET_COLUMNS: &str = "order_id, asset_id, state, object_key, sub_order_id, order_line_id, \
      bytes, sha256, content_type, name, category, stored_at, deleted_at, \
      failure_reason, attempts, last_attempt_at, failure_transient";
-const ORDER_COLUMNS: &str =
-    "order_id, last_status, reference, technical_reference, finished_at, purged_at, updated_at";
+const ORDER_COLUMNS: &str = "order_id, last_status, reference, technical_reference, \
+     finished_at, purged_at, updated_at, sweep_until, swept_at, sweep_misses, sweep_closed_at";
+
+/// Ledgers written before the sweep lack its columns: they are added, and
+/// the orders already there opened by the rules of the processor (FINISHED
+/// ones for the default 14 days from now, as when they finished is not
+/// compared here).
+const SWEEP_MIGRATION: &str = "
+ALTER TABLE orders ADD COLUMN sweep_until TEXT;
+ALTER TABLE orders ADD COLUMN swept_at TEXT;
+ALTER TABLE orders ADD COLUMN sweep_misses INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE orders ADD COLUMN sweep_closed_at TEXT;
+UPDATE orders SET sweep_until = CASE
+    WHEN purged_at IS NOT NULL
+        OR last_status IN ('CANCELLED', 'CANCELED', 'REFUNDED') THEN NULL
+    WHEN last_status = 'FINISHED' THEN strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '+14 days')
+    ELSE '9999-12-31T23:59:59Z'
+END;
+";
+const OPEN_INDEX: &str = "CREATE INDEX IF NOT EXISTS orders_open ON orders (sweep_until) \
+     WHERE sweep_until IS NOT NULL";
 const MESSAGE_COLUMNS: &str = "id, event_action, message_type, message, municipality_name, \
      municipality_number, organization_code, date_created, received_at";
 
@@ -98,6 +129,24 @@ impl SqliteLedger {
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let db = Db::open(path.as_ref(), SCHEMA).await?;
         db.call(create_assets_table).await?;
+        db.call(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql_error)?;
+            let has_sweep: bool = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM pragma_table_info('orders') WHERE name = 'sweep_until'",
+                    [],
+                    |row| row.get::<_, i64>(0).map(|n| n > 0),
+                )
+                .map_err(sql_error)?;
+            if !has_sweep {
+                tx.execute_batch(SWEEP_MIGRATION).map_err(sql_error)?;
+            }
+            tx.execute_batch(OPEN_INDEX).map_err(sql_error)?;
+            tx.commit().map_err(sql_error)
+        })
+        .await?;
         Ok(Self { db })
     }
 
@@ -335,18 +384,26 @@ impl Ledger for SqliteLedger {
         let r = record.clone();
         self.db
             .call(move |conn| {
-                conn.execute(
-                    &format!(
-                        "INSERT INTO orders ({ORDER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                         ON CONFLICT (order_id) DO UPDATE SET
-                            last_status = COALESCE(excluded.last_status, last_status),
-                            reference = COALESCE(excluded.reference, reference),
-                            technical_reference =
-                                COALESCE(excluded.technical_reference, technical_reference),
-                            finished_at = COALESCE(finished_at, excluded.finished_at),
-                            purged_at = COALESCE(purged_at, excluded.purged_at),
-                            updated_at = COALESCE(excluded.updated_at, updated_at)"
-                    ),
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sql_error)?;
+                tx.execute(
+                    "INSERT INTO orders (order_id, last_status, reference, technical_reference, \
+                         finished_at, purged_at, updated_at, sweep_until)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (order_id) DO UPDATE SET
+                        last_status = COALESCE(excluded.last_status, last_status),
+                        reference = COALESCE(excluded.reference, reference),
+                        technical_reference =
+                            COALESCE(excluded.technical_reference, technical_reference),
+                        finished_at = COALESCE(finished_at, excluded.finished_at),
+                        purged_at = COALESCE(purged_at, excluded.purged_at),
+                        updated_at = COALESCE(excluded.updated_at, updated_at),
+                        sweep_until = COALESCE(excluded.sweep_until, sweep_until),
+                        sweep_misses = CASE WHEN excluded.sweep_until IS NULL
+                            THEN sweep_misses ELSE 0 END,
+                        sweep_closed_at = CASE WHEN excluded.sweep_until IS NULL
+                            THEN sweep_closed_at END",
                     params![
                         order,
                         text(&r.last_status),
@@ -355,10 +412,18 @@ impl Ledger for SqliteLedger {
                         text(&r.finished_at),
                         text(&r.purged_at),
                         text(&r.updated_at),
+                        text(&r.sweep_until),
                     ],
                 )
                 .map_err(sql_error)?;
-                Ok(())
+                // Purged orders are never open again.
+                tx.execute(
+                    "UPDATE orders SET sweep_until = NULL \
+                     WHERE order_id = ?1 AND purged_at IS NOT NULL",
+                    [order],
+                )
+                .map_err(sql_error)?;
+                tx.commit().map_err(sql_error)
             })
             .await
     }
@@ -397,6 +462,139 @@ impl Ledger for SqliteLedger {
                 } else {
                     RecordOutcome::AlreadyRecorded
                 })
+            })
+            .await
+    }
+
+    async fn open_orders(&self, now: &str) -> Result<Vec<OpenOrder>, StoreError> {
+        let now = now.to_owned();
+        self.db
+            .call(move |conn| {
+                // Both arms use an index: `orders_open` and the holds' key.
+                let mut stmt = conn
+                    .prepare(
+                        "SELECT ids.order_id, o.swept_at FROM (
+                             SELECT order_id FROM orders WHERE sweep_until >= ?1
+                             UNION
+                             SELECT order_id FROM order_holds
+                         ) AS ids
+                         LEFT JOIN orders o ON o.order_id = ids.order_id
+                         WHERE o.purged_at IS NULL AND o.sweep_closed_at IS NULL
+                         ORDER BY ids.order_id",
+                    )
+                    .map_err(sql_error)?;
+                let rows = stmt
+                    .query_map([now], |row| {
+                        Ok(OpenOrder {
+                            order_id: OrderId(get_u64(row, 0)?),
+                            swept_at: row.get(1)?,
+                        })
+                    })
+                    .map_err(sql_error)?;
+                rows.collect::<Result<_, _>>().map_err(sql_error)
+            })
+            .await
+    }
+
+    async fn hold_open(&self, order: OrderId, reason: &str) -> Result<(), StoreError> {
+        let order = to_sql_int(order.0, "order id")?;
+        let reason = reason.to_owned();
+        let since = jiff::Timestamp::now().to_string();
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "INSERT INTO order_holds (order_id, reason, since) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (order_id, reason) DO NOTHING",
+                    params![order, reason, since],
+                )
+                .map_err(sql_error)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn release_hold(&self, order: OrderId, reason: &str) -> Result<(), StoreError> {
+        let order = to_sql_int(order.0, "order id")?;
+        let reason = reason.to_owned();
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "DELETE FROM order_holds WHERE order_id = ?1 AND reason = ?2",
+                    params![order, reason],
+                )
+                .map_err(sql_error)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn mark_swept(&self, order: OrderId, at: &str) -> Result<(), StoreError> {
+        let order = to_sql_int(order.0, "order id")?;
+        let at = at.to_owned();
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "INSERT INTO orders (order_id, swept_at) VALUES (?1, ?2) \
+                     ON CONFLICT (order_id) DO UPDATE SET swept_at = excluded.swept_at",
+                    params![order, at],
+                )
+                .map_err(sql_error)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn sweep_missed(
+        &self,
+        order: OrderId,
+        max_misses: u32,
+        at: &str,
+    ) -> Result<SweepMiss, StoreError> {
+        let order = to_sql_int(order.0, "order id")?;
+        let at = at.to_owned();
+        self.db
+            .call(move |conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sql_error)?;
+                tx.execute(
+                    "INSERT INTO orders (order_id, sweep_misses) VALUES (?1, 1) \
+                     ON CONFLICT (order_id) DO UPDATE SET sweep_misses = sweep_misses + 1",
+                    [order],
+                )
+                .map_err(sql_error)?;
+                let misses: u32 = tx
+                    .query_row(
+                        "SELECT sweep_misses FROM orders WHERE order_id = ?1",
+                        [order],
+                        |row| row.get(0),
+                    )
+                    .map_err(sql_error)?;
+                let closed = misses >= max_misses;
+                if closed {
+                    tx.execute(
+                        "UPDATE orders SET sweep_until = NULL, \
+                         sweep_closed_at = COALESCE(sweep_closed_at, ?2) WHERE order_id = ?1",
+                        params![order, at],
+                    )
+                    .map_err(sql_error)?;
+                }
+                tx.commit().map_err(sql_error)?;
+                Ok(SweepMiss { misses, closed })
+            })
+            .await
+    }
+
+    async fn sweep_found(&self, order: OrderId) -> Result<(), StoreError> {
+        let order = to_sql_int(order.0, "order id")?;
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "UPDATE orders SET sweep_misses = 0 WHERE order_id = ?1",
+                    [order],
+                )
+                .map_err(sql_error)?;
+                Ok(())
             })
             .await
     }
@@ -524,6 +722,10 @@ fn order_from_row(row: &Row<'_>) -> rusqlite::Result<OrderRecord> {
         finished_at: row.get(4)?,
         purged_at: row.get(5)?,
         updated_at: row.get(6)?,
+        sweep_until: row.get(7)?,
+        swept_at: row.get(8)?,
+        sweep_misses: row.get(9)?,
+        sweep_closed_at: row.get(10)?,
     })
 }
 

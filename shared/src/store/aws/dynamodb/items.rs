@@ -16,6 +16,15 @@ pub(super) type Item = HashMap<String, AttributeValue>;
 
 pub(super) const ORDER_SK: &str = "ORDER";
 pub(super) const ASSET_PREFIX: &str = "ASSET#";
+pub(super) const HOLD_PREFIX: &str = "HOLD#";
+
+/// The sparse index of open orders: only items carrying [`OPEN_KEY`] (an
+/// open order's `ORDER` item, and its holds) are in it, sorted by
+/// [`OPEN_UNTIL`].
+pub const OPEN_INDEX: &str = "open-orders";
+pub(super) const OPEN_KEY: &str = "sweep";
+pub(super) const OPEN_UNTIL: &str = "sweepUntil";
+pub(super) const OPEN: &str = "OPEN";
 const ORDER_PREFIX: &str = "ORDER#";
 const MESSAGE_PREFIX: &str = "DISTMSG#";
 
@@ -35,6 +44,10 @@ pub(super) fn order_pk(order: OrderId) -> String {
 
 pub(super) fn asset_sk(asset: &AssetId) -> String {
     format!("{ASSET_PREFIX}{asset}")
+}
+
+pub(super) fn hold_sk(reason: &str) -> String {
+    format!("{HOLD_PREFIX}{reason}")
 }
 
 pub(super) fn message_pk(id: &str) -> String {
@@ -131,7 +144,16 @@ pub(super) fn order_record(item: &Item) -> Result<OrderRecord, StoreError> {
         finished_at: string(item, "finishedAt")?,
         purged_at: string(item, "purgedAt")?,
         updated_at: string(item, "updatedAt")?,
+        sweep_until: string(item, OPEN_UNTIL)?,
+        swept_at: string(item, "sweptAt")?,
+        sweep_misses: number(item, "sweepMisses")?.unwrap_or(0),
+        sweep_closed_at: string(item, "sweepClosedAt")?,
     })
+}
+
+/// The order id of any item of an order (`ORDER#<id>`).
+pub(super) fn item_order_id(item: &Item) -> Result<OrderId, StoreError> {
+    order_id(item)
 }
 
 pub(super) fn message_item(message: &MessageRecord) -> Item {

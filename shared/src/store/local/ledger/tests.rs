@@ -301,3 +301,101 @@ async fn a_ledger_from_before_the_failed_state_is_upgraded_with_its_records() {
     let again = SqliteLedger::open(&path).await.unwrap();
     assert_eq!(again.order_assets(OrderId(1)).await.unwrap().len(), 2);
 }
+
+async fn open_ids(ledger: &SqliteLedger, now: &str) -> Vec<u64> {
+    let open = ledger.open_orders(now).await.unwrap();
+    open.iter().map(|o| o.order_id.0).collect()
+}
+
+async fn order_with(ledger: &SqliteLedger, id: u64, sweep_until: Option<&str>, purged: bool) {
+    ledger
+        .upsert_order(&OrderRecord {
+            order_id: Some(OrderId(id)),
+            sweep_until: sweep_until.map(str::to_owned),
+            purged_at: purged.then(|| "2024-05-01T00:00:00Z".to_owned()),
+            ..OrderRecord::default()
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn open_orders_follow_the_marker_the_holds_purges_and_closures() {
+    let (_dir, ledger) = ledger().await;
+    let now = "2024-05-01T10:00:00Z";
+    order_with(&ledger, 1, Some(crate::model::OPEN_FOREVER), false).await;
+    order_with(&ledger, 2, Some("2024-05-01T10:00:00Z"), false).await;
+    order_with(&ledger, 3, Some("2024-05-01T09:59:59Z"), false).await;
+    order_with(&ledger, 4, Some(crate::model::OPEN_FOREVER), false).await;
+    order_with(&ledger, 4, None, true).await; // then cancelled
+    order_with(&ledger, 5, None, false).await; // never marked
+    assert_eq!(open_ids(&ledger, now).await, [1, 2]);
+
+    // Holds open an order past its time, or one never recorded, but never a
+    // purged one; releasing twice is fine.
+    ledger.hold_open(OrderId(3), "failed:a").await.unwrap();
+    ledger.hold_open(OrderId(3), "failed:a").await.unwrap();
+    ledger.hold_open(OrderId(3), "events").await.unwrap();
+    ledger.hold_open(OrderId(4), "events").await.unwrap();
+    ledger.hold_open(OrderId(9), "events").await.unwrap();
+    assert_eq!(open_ids(&ledger, now).await, [1, 2, 3, 9]);
+    ledger.release_hold(OrderId(3), "failed:a").await.unwrap();
+    assert_eq!(open_ids(&ledger, now).await, [1, 2, 3, 9]);
+    ledger.release_hold(OrderId(3), "events").await.unwrap();
+    ledger.release_hold(OrderId(3), "events").await.unwrap();
+    assert_eq!(open_ids(&ledger, now).await, [1, 2, 9]);
+
+    ledger
+        .mark_swept(OrderId(1), "2024-05-01T09:00:00Z")
+        .await
+        .unwrap();
+    let open = ledger.open_orders(now).await.unwrap();
+    assert_eq!(open[0].swept_at.as_deref(), Some("2024-05-01T09:00:00Z"));
+
+    // Misses close the order (its holds too); a push opens it again.
+    ledger.hold_open(OrderId(1), "events").await.unwrap();
+    let first = ledger.sweep_missed(OrderId(1), 2, now).await.unwrap();
+    assert_eq!((first.misses, first.closed), (1, false));
+    ledger.sweep_found(OrderId(1)).await.unwrap();
+    ledger.sweep_missed(OrderId(1), 2, now).await.unwrap();
+    let closed = ledger.sweep_missed(OrderId(1), 2, now).await.unwrap();
+    assert_eq!((closed.misses, closed.closed), (2, true));
+    assert_eq!(open_ids(&ledger, now).await, [2, 9]);
+    order_with(&ledger, 1, Some(crate::model::OPEN_FOREVER), false).await;
+    assert_eq!(open_ids(&ledger, now).await, [1, 2, 9]);
+    let record = ledger.order(OrderId(1)).await.unwrap().unwrap();
+    assert_eq!((record.sweep_misses, record.sweep_closed_at), (0, None));
+}
+
+#[tokio::test]
+async fn a_ledger_from_before_the_sweep_gets_its_orders_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE orders (order_id INTEGER PRIMARY KEY, last_status TEXT, \
+             reference TEXT, technical_reference TEXT, finished_at TEXT, purged_at TEXT, \
+             updated_at TEXT);
+             INSERT INTO orders (order_id, last_status) VALUES (1, 'UPDATED');
+             INSERT INTO orders (order_id, last_status) VALUES (2, 'FINISHED');
+             INSERT INTO orders (order_id, last_status, purged_at) VALUES (3, 'CANCELLED', 't');
+             INSERT INTO orders (order_id, last_status) VALUES (4, 'REFUNDED');",
+        )
+        .unwrap();
+    }
+    let ledger = SqliteLedger::open(&path).await.unwrap();
+    let now = jiff::Timestamp::now();
+    assert_eq!(open_ids(&ledger, &crate::model::stamp(now)).await, [1, 2]);
+    let in_20_days = now
+        .checked_add(jiff::SignedDuration::from_hours(24 * 20))
+        .unwrap();
+    assert_eq!(
+        open_ids(&ledger, &crate::model::stamp(in_20_days)).await,
+        [1]
+    );
+    // Opening it again changes nothing.
+    drop(ledger);
+    let ledger = SqliteLedger::open(&path).await.unwrap();
+    assert_eq!(open_ids(&ledger, &crate::model::stamp(now)).await, [1, 2]);
+}
