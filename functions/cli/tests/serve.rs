@@ -548,7 +548,8 @@ async fn a_file_refused_at_first_is_stored_by_a_sweep_once_kode_serves_it() {
     fake.add_order(order.clone());
     fake.fail_next(Endpoint::Asset, 1, 404);
     let data = tempfile::tempdir().unwrap();
-    // One attempt: the push goes straight to the dead letters.
+    // The push's only run stores the other files and records the refused
+    // one FAILED; no push comes again, so only the sweep can fetch it.
     let serve = Serve::start(
         data.path(),
         &fake,
@@ -564,7 +565,9 @@ async fn a_file_refused_at_first_is_stored_by_a_sweep_once_kode_serves_it() {
     })
     .await;
     let log = serve.log();
-    assert!(log.contains("\"action\":\"dead_letter\""), "{log}");
+    assert!(log.contains("\"action\":\"asset_failed\""), "{log}");
+    assert!(log.contains("\"action\":\"sweep_enqueued\""), "{log}");
+    assert!(!log.contains("\"action\":\"dead_letter\""), "{log}");
     drop(serve);
 }
 

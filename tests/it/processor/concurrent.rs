@@ -151,7 +151,7 @@ enum Place {
         dir: tempfile::TempDir,
         fake: FakeKode,
     },
-    Aws(Env),
+    Aws(Box<Env>),
 }
 
 impl Place {
@@ -163,7 +163,7 @@ impl Place {
     }
 
     async fn aws() -> Place {
-        Place::Aws(Env::start().await)
+        Place::Aws(Box::new(Env::start().await))
     }
 
     fn fake(&self) -> &FakeKode {
