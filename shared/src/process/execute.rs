@@ -10,6 +10,7 @@ use futures_util::stream::{self, StreamExt};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use super::announce::EventContext;
 use super::{millis, ProcessError, Processor, SyncReport};
 use crate::metrics::Metric;
 use crate::model::{AssetId, OrderId};
@@ -36,6 +37,7 @@ impl Processor {
         plan: Plan,
         deadline: Deadline,
         now: &str,
+        events: Option<&EventContext>,
     ) -> Result<SyncReport, ProcessError> {
         let order = plan.order_id;
         let mut report = SyncReport {
@@ -79,7 +81,7 @@ impl Processor {
             .bounded(
                 removals
                     .iter()
-                    .map(|&(d, stored)| self.remove(order, d, stored, now))
+                    .map(|&(d, stored)| self.remove(order, d, stored, now, events))
                     .collect(),
             )
             .await;
@@ -101,7 +103,7 @@ impl Processor {
             .bounded(
                 plan.downloads
                     .iter()
-                    .map(|d| self.fetch_unless_failed(d, &failed, deadline, now))
+                    .map(|d| self.fetch_unless_failed(d, &failed, deadline, now, events))
                     .collect(),
             )
             .await;
@@ -171,11 +173,12 @@ impl Processor {
         failed: &AtomicBool,
         deadline: Deadline,
         now: &str,
+        events: Option<&EventContext>,
     ) -> Result<Fetched, ProcessError> {
         if failed.load(Ordering::Relaxed) {
             return Ok(Fetched::NotStarted);
         }
-        let result = self.fetch(d, deadline, now).await;
+        let result = self.fetch(d, deadline, now, events).await;
         if let Err(e) = &result {
             failed.store(true, Ordering::Relaxed);
             warn!(action = "asset_failed", orderId = %d.meta.order_id, assetId = %d.asset_id, retryable = e.is_retryable(), error = %e, "asset not stored");
@@ -188,6 +191,7 @@ impl Processor {
         d: &PlannedDownload,
         deadline: Deadline,
         now: &str,
+        events: Option<&EventContext>,
     ) -> Result<Fetched, ProcessError> {
         let started = Instant::now();
         let order = d.meta.order_id;
@@ -210,9 +214,10 @@ impl Processor {
             .map_err(asset_error)?;
         let mut record = d.record(stored.bytes, stored.sha256, now);
         record.content_type = meta.content_type;
+        let event = events.and_then(|e| e.stored(&record, now));
         let outcome = self
             .ledger
-            .record_stored(&record)
+            .record_stored_announcing(&record, event.as_ref())
             .await
             .map_err(|e| asset_error(e.into()))?;
         let key = d.key.as_str();
@@ -244,6 +249,7 @@ impl Processor {
         d: &PlannedDeletion,
         stored: bool,
         now: &str,
+        events: Option<&EventContext>,
     ) -> Result<(), ProcessError> {
         let started = Instant::now();
         let store_error = |cause: StoreError| ProcessError::Store {
@@ -251,8 +257,11 @@ impl Processor {
             cause,
         };
         self.blobs.delete(&d.key).await.map_err(store_error)?;
+        let event = events
+            .filter(|_| stored)
+            .map(|e| e.deleted(order, &d.asset_id, &d.key, now));
         self.ledger
-            .mark_deleted(order, &d.asset_id, now)
+            .mark_deleted_announcing(order, &d.asset_id, now, event.as_ref())
             .await
             .map_err(store_error)?;
         let (action, message) = if stored {

@@ -3,12 +3,15 @@
 //! module only talks to KODE, the file store and the ledger, in the order
 //! that keeps them consistent after a crash.
 
+mod announce;
 mod envelope;
 mod error;
 mod execute;
 mod kode_client;
 mod messages;
 
+#[cfg(test)]
+mod announce_tests;
 #[cfg(test)]
 mod fakes;
 #[cfg(test)]
@@ -21,12 +24,14 @@ use tokio::time::Instant;
 use tracing::{error, warn};
 
 use crate::api::ApiError;
+use crate::events::EventScope;
 use crate::metrics::{Metric, Metrics};
 use crate::model::{AssetId, Order, OrderId, OrderPush, Push, PushStatus};
 use crate::store::{Blobs, ChunkSource, Ledger, RecordOutcome};
 use crate::sync::{self, LedgerView};
 use crate::Deadline;
 
+pub use announce::Announcing;
 pub use envelope::{Envelope, ParsedEnvelope, ENVELOPE_VERSION};
 pub use error::ProcessError;
 
@@ -52,6 +57,8 @@ pub struct Processor {
     /// Downloads of one push running at the same time (at least 1).
     pub download_concurrency: usize,
     pub metrics: Metrics,
+    /// Downstream events; `None`: none are recorded or sent.
+    pub announcing: Option<Announcing>,
 }
 
 /// What one queue message led to.
@@ -99,6 +106,14 @@ impl Processor {
             ledger,
             download_concurrency,
             metrics: Metrics::Off,
+            announcing: None,
+        }
+    }
+
+    pub fn with_announcing(self, announcing: Announcing) -> Processor {
+        Processor {
+            announcing: Some(announcing),
+            ..self
         }
     }
 
@@ -179,7 +194,17 @@ impl Processor {
                 })
             }
         };
-        self.execute(plan, deadline, &now).await
+        let events = self.event_context(push, &view);
+        let facts = announce::OrderFacts::of(&plan, push, &view);
+        let mut result = self.execute(plan, deadline, &now, events.as_ref()).await;
+        if let (Ok(report), Some(_)) = (&result, &events) {
+            if let Err(e) = self.record_order_events(&facts, report).await {
+                result = Err(e);
+            }
+        }
+        // Also after a failure: what was stored before it is durable.
+        self.announce_pending(EventScope::Order(order_id)).await;
+        result
     }
 
     async fn ledger_view(&self, order: OrderId) -> Result<LedgerView, ProcessError> {
