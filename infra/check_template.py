@@ -32,7 +32,7 @@ MAX_RECEIVE_COUNT = 10
 KNOWN_ENV = {
     "QUEUE_URL", "ASSET_BUCKET", "LEDGER_TABLE", "KODE_API_URL", "KODE_AUTH_URL",
     "KODE_SECRET_ARN", "PUSH_SECRET_ARN", "DOWNLOAD_CONCURRENCY", "MAX_ASSET_BYTES",
-    "DOWNLOAD_HOSTS",
+    "DOWNLOAD_HOSTS", "EVENT_BUS_NAME",
 }  # fmt: skip
 REQUIRED_ENV = {
     "webhook": {"QUEUE_URL", "PUSH_SECRET_ARN"},
@@ -191,6 +191,24 @@ def check_policies(t: Template) -> list[str]:
     return problems
 
 
+def check_events(t: Template) -> list[str]:
+    """events:PutEvents only on event buses of this template."""
+    problems = []
+    buses = set(t.of_type("AWS::Events::EventBus"))
+    for role_id, role in t.of_type("AWS::IAM::Role").items():
+        for policy in role.get("Properties", {}).get("Policies", []):
+            statements = policy.get("PolicyDocument", {}).get("Statement", [])
+            for s in statements if isinstance(statements, list) else [statements]:
+                actions = s.get("Action", [])
+                if "events:PutEvents" not in (actions if isinstance(actions, list) else [actions]):
+                    continue
+                resources = s.get("Resource", [])
+                for r in resources if isinstance(resources, list) else [resources]:
+                    if t.target(r) not in buses:
+                        problems.append(f"{role_id}: events:PutEvents on {r!r}, not on an event bus of this template")
+    return problems
+
+
 def check_storage(t: Template) -> list[str]:
     problems = []
     buckets = t.of_type("AWS::S3::Bucket")
@@ -244,7 +262,7 @@ def check_secrets_and_alarms(t: Template) -> list[str]:
     return problems
 
 
-CHECKS = [check_functions, check_queues, check_policies, check_storage, check_secrets_and_alarms]
+CHECKS = [check_functions, check_queues, check_policies, check_events, check_storage, check_secrets_and_alarms]
 
 
 def check(data: dict) -> list[str]:
@@ -292,6 +310,13 @@ SEEDS: dict[str, Seed] = {
     "SAM-generated role": lambda d: _fn(d)["Properties"].pop("Role"),
     "public URL without reserved concurrency": lambda d: _fn(d)["Properties"].pop("ReservedConcurrentExecutions"),
     "bucket deleted with the stack": lambda d: d["Resources"]["AssetBucket"].__setitem__("DeletionPolicy", "Delete"),
+    "PutEvents on the default bus": lambda d: _role_statements(d).append(
+        {
+            "Effect": "Allow",
+            "Action": "events:PutEvents",
+            "Resource": {"Fn::Sub": "arn:aws:events:${AWS::Region}:${AWS::AccountId}:event-bus/default"},
+        }
+    ),
 }
 
 
@@ -327,7 +352,8 @@ def main(argv: list[str]) -> int:
         print(f"{len(problems)} violation(s) in {template}", file=sys.stderr)
         return 1
     print(f"{template}: arm64 + cargo-lambda, FIFO + FIFO DLQ, batch item failures, "
-          f"visibility >= {VISIBILITY_FACTOR}x timeout, no wildcard grants, storage locked down")
+          f"visibility >= {VISIBILITY_FACTOR}x timeout, no wildcard grants, events on own bus only, "
+          f"storage locked down")
     return 0
 
 

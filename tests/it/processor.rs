@@ -3,6 +3,7 @@
 //! fake KODE server, fed with events built from messages that went through
 //! a FIFO queue in moto.
 
+mod events;
 mod faults;
 mod harness;
 mod stored;

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use kode::announce::EventBridgeAnnouncer;
 use kode::api::KodeClient;
 use kode::config::{env_required, env_u64, env_usize, kode_api_config_from_env, ConfigError};
 use kode::metrics::Metrics;
-use kode::process::Processor;
+use kode::process::{Announcing, Processor};
 use kode::store::aws::{DynamoLedger, S3Blobs};
 use processor::DEFAULT_DEADLINE_MARGIN;
 
@@ -52,7 +53,7 @@ async fn build() -> anyhow::Result<(Processor, Duration)> {
     let aws = kode::aws::sdk_config().await;
     let kode =
         KodeClient::new(kode_api_config_from_env(Some(&aws)).await?).context("KODE client")?;
-    let blobs = S3Blobs::new(kode::aws::s3_client(&aws), bucket);
+    let blobs = S3Blobs::new(kode::aws::s3_client(&aws), bucket.clone());
     let ledger = DynamoLedger::new(aws_sdk_dynamodb::Client::new(&aws), table);
     let processor = Processor::new(
         Arc::new(kode),
@@ -61,5 +62,18 @@ async fn build() -> anyhow::Result<(Processor, Duration)> {
         concurrency,
     )
     .with_metrics(Metrics::Emf);
+    let processor = match std::env::var("EVENT_BUS_NAME") {
+        Ok(bus) if !bus.trim().is_empty() => processor.with_announcing(Announcing {
+            announcer: Arc::new(EventBridgeAnnouncer::from_config(&aws, bus.trim())),
+            bucket: Some(bucket),
+        }),
+        _ => {
+            tracing::info!(
+                action = "events_off",
+                "EVENT_BUS_NAME is not set: no downstream events are sent"
+            );
+            processor
+        }
+    };
     Ok((processor, margin))
 }

@@ -29,6 +29,11 @@ impl EventBridgeAnnouncer {
         }
     }
 
+    /// A client from the one SDK configuration (`crate::aws::sdk_config`).
+    pub fn from_config(config: &aws_config::SdkConfig, bus: impl Into<String>) -> Self {
+        Self::new(aws_sdk_eventbridge::Client::new(config), bus)
+    }
+
     pub fn bus(&self) -> &str {
         &self.bus
     }
