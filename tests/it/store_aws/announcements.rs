@@ -61,9 +61,12 @@ async fn announcements_are_written_with_their_change_and_cleared_once_sent() {
     );
 
     let key = record.key.clone().unwrap();
-    let deleted = events::asset_deleted(ORDER, &record.asset_id, &key, AT);
+    // Items come back by id; pending announcements in the order of their
+    // changes.
+    let later = "2024-05-02T10:00:00Z";
+    let deleted = events::asset_deleted(ORDER, &record.asset_id, &key, later);
     let outcome = ledger
-        .mark_deleted_announcing(ORDER, &record.asset_id, AT, Some(&deleted))
+        .mark_deleted_announcing(ORDER, &record.asset_id, later, Some(&deleted))
         .await
         .unwrap();
     assert_eq!(outcome, RecordOutcome::Recorded);
