@@ -53,6 +53,24 @@ async fn demo_leaves_the_sample_files_byte_exact_and_writes_nowhere_else() {
         "{stdout}"
     );
     assert!(stdout.contains("files deleted    1"), "{stdout}");
+    // The events `kode serve --notify-url` would send, each once.
+    assert_eq!(
+        stdout.matches("event asset.stored").count(),
+        assets.len(),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("event order.completed").count(),
+        1,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "event asset.deleted   {order_id}:{}:deleted",
+            withdrawn.id
+        )),
+        "{stdout}"
+    );
 
     let mut top: Vec<_> = std::fs::read_dir(cwd.path())
         .unwrap()
@@ -468,4 +486,71 @@ fn hex_sha256(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_the_receiver_keeps_refusing_is_listed_and_retried_by_dead_letters() {
+    let key: Vec<u8> = (100u8..132).collect();
+    let (receiver, hook) = Receiver::start(key.clone(), usize::MAX).await;
+    let fake = FakeKode::start().await;
+    let asset = AssetSpec::ok("d-1", "Kart.pdf", vec![9u8; 1_000]);
+    let mut order = fake_kode::OrderSpec::new(7302);
+    order.sub_orders[0].assets = vec![asset.clone()];
+    fake.add_order(order.clone());
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("kode.env");
+    std::fs::write(
+        &config,
+        format!("NOTIFY_SECRET=whsec_{}\n", BASE64.encode(&key)),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap().to_owned();
+    let serve = Serve::start(
+        data.path(),
+        &fake,
+        &[
+            "--notify-url",
+            &hook,
+            "--config",
+            &config,
+            "--notify-max-attempts",
+            "2",
+            "--notify-retry-backoff-ms",
+            "50",
+        ],
+    );
+    fake.push(&serve.push_url(), &order_push(&order, "NEW"))
+        .await
+        .unwrap();
+    drained(data.path()).await;
+    assert_stored(data.path(), order.id, &asset);
+
+    let dir = data.path().to_str().unwrap().to_owned();
+    let listing = eventually("the event among the dead letters", || async {
+        let out = run_kode(&["dead-letters", "--data-dir", &dir], data.path());
+        let stdout = text(&out.stdout);
+        stdout.contains("7302:d-1:stored").then_some(stdout)
+    })
+    .await;
+    assert!(listing.contains("asset.stored"), "{listing}");
+    assert!(listing.contains("attempts 2"), "{listing}");
+    assert!(listing.contains("500 Internal Server Error"), "{listing}");
+    assert!(receiver.accepted().is_empty());
+
+    receiver.refuse.store(0, Ordering::SeqCst);
+    let out = run_kode(&["dead-letters", "retry", "--data-dir", &dir], data.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("1 event delivery"),
+        "{}",
+        text(&out.stdout)
+    );
+    let accepted = eventually("the retried delivery", || async {
+        let accepted = receiver.accepted();
+        (!accepted.is_empty()).then_some(accepted)
+    })
+    .await;
+    assert_eq!(accepted.len(), 1);
+    assert_eq!(accepted[0].0, "7302:d-1:stored");
+    drop(serve);
 }

@@ -49,6 +49,20 @@ pub struct ServeArgs {
     /// with NOTIFY_SECRET the Standard Webhooks way
     #[arg(long, value_name = "URL", env = "NOTIFY_URL", hide_env_values = true)]
     pub notify_url: Option<url::Url>,
+    /// Tries of one event delivery before `kode dead-letters` lists it
+    #[arg(long, value_name = "N", env = "NOTIFY_MAX_ATTEMPTS",
+        hide_env_values = true, default_value_t = DeliveryOptions::default().max_attempts,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub notify_max_attempts: u32,
+    /// Wait before the first delivery retry; doubled for each further one
+    #[arg(
+        long,
+        value_name = "MS",
+        env = "NOTIFY_RETRY_BACKOFF_MS",
+        hide_env_values = true,
+        default_value_t = 2000
+    )]
+    pub notify_retry_backoff_ms: u64,
     #[command(flatten)]
     pub pipeline: PipelineArgs,
 }
@@ -120,7 +134,12 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> Result<(), CliError> {
         .and_then(|token| {
             PushSecret::new(Secret::new(token)).map_err(|e| CliError::invalid("PUSH_TOKEN", e))
         })?;
-    let notify = notify(args.notify_url.as_ref(), &settings)?;
+    let options = DeliveryOptions {
+        max_attempts: args.notify_max_attempts,
+        base_backoff: Duration::from_millis(args.notify_retry_backoff_ms),
+        ..DeliveryOptions::default()
+    };
+    let notify = notify(args.notify_url.as_ref(), &settings, options)?;
     let events = match &args.notify_url {
         Some(url) => format!("events POSTed to {}", without_credentials(url)),
         None => "no events sent (set NOTIFY_URL)".to_owned(),
@@ -167,7 +186,11 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> Result<(), CliError> {
 
 /// Events go to `--notify-url` signed with NOTIFY_SECRET; one without the
 /// other is a mistake worth stopping for.
-fn notify(url: Option<&url::Url>, settings: &Settings) -> Result<Notify, CliError> {
+fn notify(
+    url: Option<&url::Url>,
+    settings: &Settings,
+    options: DeliveryOptions,
+) -> Result<Notify, CliError> {
     let secret = settings.value("NOTIFY_SECRET");
     match (url, secret) {
         (None, None) => Ok(Notify::Off),
@@ -189,7 +212,7 @@ fn notify(url: Option<&url::Url>, settings: &Settings) -> Result<Notify, CliErro
             Ok(Notify::Webhook {
                 url: url.clone(),
                 secret,
-                options: DeliveryOptions::default(),
+                options,
             })
         }
     }
