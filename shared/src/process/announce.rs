@@ -168,8 +168,9 @@ impl Processor {
 
     /// Announces what the ledger holds for `scope` and clears what was
     /// taken. Failures are logged, never returned: the events stay pending
-    /// for the next run.
-    pub(super) async fn announce_pending(&self, scope: EventScope) {
+    /// for the next run. Every order run ends with it; a sweep may call it
+    /// for an order (or for distributor messages) on its own.
+    pub async fn announce_pending(&self, scope: EventScope) {
         let Some(announcing) = &self.announcing else {
             return;
         };
