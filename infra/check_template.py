@@ -43,6 +43,7 @@ KNOWN_ENV = {
     "QUEUE_URL", "ASSET_BUCKET", "LEDGER_TABLE", "KODE_API_URL", "KODE_AUTH_URL",
     "KODE_SECRET_ARN", "PUSH_SECRET_ARN", "DOWNLOAD_CONCURRENCY", "MAX_ASSET_BYTES",
     "DOWNLOAD_HOSTS", "STACK_NAME", "SWEEP_INTERVAL", "SWEEP_FINISHED_DAYS", "SWEEP_MAX_MISSES",
+    "EVENT_BUS_NAME",
 }  # fmt: skip
 REQUIRED_ENV = {
     "webhook": {"QUEUE_URL", "PUSH_SECRET_ARN", "STACK_NAME"},
@@ -71,6 +72,7 @@ USED_ACTIONS = {
     "dynamodb:GetItem": "shared/src/store/aws/dynamodb.rs",
     "dynamodb:PutItem": "shared/src/store/aws/dynamodb.rs",
     "dynamodb:UpdateItem": "shared/src/store/aws/dynamodb.rs",
+    "events:PutEvents": "shared/src/announce: EventBridgeAnnouncer (processor)",
     "dynamodb:ConditionCheckItem": "shared/src/store/aws/dynamodb.rs: record_stored's purge check",
     "dynamodb:DeleteItem": "shared/src/store/aws/dynamodb.rs: release_hold (processor)",
 }
@@ -139,6 +141,7 @@ DASHBOARD_METRICS = [
 
 # Every rule, as a finding names it.
 RULES = {
+    "events.bus-grant": "events:PutEvents only on an event bus of this template",
     "function.arm64": "functions run on arm64",
     "function.runtime": "functions run on provided.al2023",
     "function.build": "functions build with cargo-lambda from a crate in functions/",
@@ -428,6 +431,24 @@ def check_policies(t: Template) -> list[Finding]:
     return problems
 
 
+def check_events(t: Template) -> list[Finding]:
+    """events:PutEvents only on event buses of this template."""
+    problems = []
+    buses = set(t.of_type("AWS::Events::EventBus"))
+    for role_id, role in t.of_type("AWS::IAM::Role").items():
+        for policy in role.get("Properties", {}).get("Policies", []):
+            for s in as_list(policy.get("PolicyDocument", {}).get("Statement", [])):
+                if "events:PutEvents" not in as_list(s.get("Action", [])):
+                    continue
+                for r in as_list(s.get("Resource", [])):
+                    if t.target(r) not in buses:
+                        problems.append(finding(
+                            "events.bus-grant",
+                            f"{role_id}: events:PutEvents on {r!r}, not on an event bus of this template",
+                        ))
+    return problems
+
+
 def check_storage(t: Template) -> list[Finding]:
     problems = []
     buckets = t.of_type("AWS::S3::Bucket")
@@ -627,7 +648,7 @@ def check_samconfig(t: Template) -> list[Finding]:
 
 
 CHECKS = [
-    check_functions, check_queues, check_policies, check_storage, check_secrets,
+    check_functions, check_queues, check_policies, check_events, check_storage, check_secrets,
     check_alarms, check_dashboard, check_samconfig,
 ]  # fmt: skip
 
@@ -724,6 +745,11 @@ def _set(obj: dict, key: str, value: Any) -> None:
 
 
 SEEDS: list[tuple[str, str, Seed]] = [
+    ("PutEvents on the default bus", "events.bus-grant", lambda d, c: _role_statements(d).append({
+        "Effect": "Allow",
+        "Action": "events:PutEvents",
+        "Resource": {"Fn::Sub": "arn:aws:events:${AWS::Region}:${AWS::AccountId}:event-bus/default"},
+    })),
     ("x86_64 function", "function.arm64", lambda d, c: _set(_fn(d)["Properties"], "Architectures", ["x86_64"])),
     ("provided.al2 runtime", "function.runtime", lambda d, c: _set(_fn(d)["Properties"], "Runtime", "provided.al2")),
     ("build method not cargo-lambda", "function.build", lambda d, c: _set(_fn(d, True)["Metadata"], "BuildMethod", "makefile")),

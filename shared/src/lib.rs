@@ -3,11 +3,13 @@
 //! command share: the KODE model and client, the sync rules and the storage
 //! ports with their AWS and local adapters.
 
+pub mod announce;
 pub mod api;
 pub mod aws;
 pub mod config;
 pub mod deadline;
 pub mod envelope;
+pub mod events;
 pub mod intake;
 pub mod metrics;
 pub mod model;

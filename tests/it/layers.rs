@@ -17,9 +17,10 @@ const LAYERS: &[(&str, u8)] = &[
     ("metrics", 0),
     ("telemetry", 0),
     ("aws", 0),
-    // Pure helpers over the model.
+    // Pure helpers over the model; the events and the port they leave by.
     ("names", 1),
     ("envelope", 1),
+    ("events", 1),
     // The sync rules (pure), the KODE client and the storage ports.
     ("sync", 2),
     ("api", 2),
@@ -29,6 +30,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("process", 3),
     ("config", 3),
     ("sweep", 3),
+    // Adapters that need a storage adapter of their own.
+    ("announce", 3),
 ];
 
 /// Re-exports at the crate root, by the module that defines them.

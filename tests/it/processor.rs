@@ -4,6 +4,7 @@
 //! a FIFO queue in moto.
 
 mod concurrent;
+mod events;
 mod faults;
 mod harness;
 mod redelivery;

@@ -33,11 +33,17 @@ const FILE_KEYS: &[&str] = &[
     "MAX_ASSET_BYTES",
     "FAILED_MAX_ATTEMPTS",
     "PUSH_TOKEN",
+    "NOTIFY_SECRET",
     "KODE_SECRET_ARN",
     "ASSET_BUCKET",
     "LEDGER_TABLE",
 ];
-const SECRET_KEYS: &[&str] = &["KODE_CLIENT_SECRET", "KODE_PASSWORD", "PUSH_TOKEN"];
+const SECRET_KEYS: &[&str] = &[
+    "KODE_CLIENT_SECRET",
+    "KODE_PASSWORD",
+    "PUSH_TOKEN",
+    "NOTIFY_SECRET",
+];
 
 /// Connection options shared by every command. Values shown in `--help` never
 /// include what the environment holds (`hide_env_values`).

@@ -3,9 +3,15 @@
 
 mod support;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use fake_kode::{samples, AssetSpec, Endpoint, FakeKode, OrderSpec, Recorder};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::{Digest, Sha256};
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,6 +53,24 @@ async fn demo_leaves_the_sample_files_byte_exact_and_writes_nowhere_else() {
         "{stdout}"
     );
     assert!(stdout.contains("files deleted    1"), "{stdout}");
+    // The events `kode serve --notify-url` would send, each once.
+    assert_eq!(
+        stdout.matches("event asset.stored").count(),
+        assets.len(),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("event order.completed").count(),
+        1,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "event asset.deleted   {order_id}:{}:deleted",
+            withdrawn.id
+        )),
+        "{stdout}"
+    );
 
     let mut top: Vec<_> = std::fs::read_dir(cwd.path())
         .unwrap()
@@ -705,4 +729,248 @@ async fn kode_sweep_refuses_a_directory_that_is_not_a_data_dir() {
     assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
     let out = run_kode(&["sweep"], empty.path());
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
+/// A plain-HTTP receiver that checks each delivery the way the README tells
+/// a consumer to, and answers 500 to the first `refuse` of them.
+#[derive(Clone)]
+struct Receiver {
+    key: Vec<u8>,
+    refuse: Arc<AtomicUsize>,
+    /// (webhook-id, body) of each delivery with a valid signature.
+    accepted: Arc<Mutex<Vec<(String, serde_json::Value)>>>,
+    forged: Arc<AtomicUsize>,
+}
+
+impl Receiver {
+    async fn start(key: Vec<u8>, refuse: usize) -> (Receiver, String) {
+        let receiver = Receiver {
+            key,
+            refuse: Arc::new(AtomicUsize::new(refuse)),
+            accepted: Arc::default(),
+            forged: Arc::default(),
+        };
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(Receiver::handle))
+            .with_state(receiver.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (receiver, url)
+    }
+
+    async fn handle(
+        axum::extract::State(receiver): axum::extract::State<Receiver>,
+        headers: axum::http::HeaderMap,
+        body: String,
+    ) -> axum::http::StatusCode {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+        };
+        let (id, timestamp) = (header("webhook-id"), header("webhook-timestamp"));
+        let mut mac = Hmac::<Sha256>::new_from_slice(&receiver.key).unwrap();
+        mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
+        let expected = format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()));
+        let fresh = timestamp
+            .parse::<i64>()
+            .is_ok_and(|t| (jiff::Timestamp::now().as_second() - t).abs() < 300);
+        if !fresh
+            || !header("webhook-signature")
+                .split(' ')
+                .any(|s| s == expected)
+        {
+            receiver.forged.fetch_add(1, Ordering::SeqCst);
+            return axum::http::StatusCode::UNAUTHORIZED;
+        }
+        let refused = receiver
+            .refuse
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if refused {
+            return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+        }
+        let body = serde_json::from_str(&body).unwrap();
+        receiver
+            .accepted
+            .lock()
+            .unwrap()
+            .push((id.to_owned(), body));
+        axum::http::StatusCode::NO_CONTENT
+    }
+
+    fn accepted(&self) -> Vec<(String, serde_json::Value)> {
+        self.accepted.lock().unwrap().clone()
+    }
+
+    fn of_type(&self, event_type: &str) -> Vec<serde_json::Value> {
+        self.accepted()
+            .into_iter()
+            .filter(|(_, body)| body["type"] == event_type)
+            .map(|(_, body)| body)
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_reach_a_receiver_signed_retried_and_once_each() {
+    let key: Vec<u8> = (0u8..32).collect();
+    // The receiver is "down" for the first delivery: it comes again.
+    let (receiver, hook) = Receiver::start(key.clone(), 1).await;
+    let fake = FakeKode::start().await;
+    let first = AssetSpec::ok("n-1", "Reguleringskart.pdf", vec![7u8; 30_000]);
+    let second = AssetSpec::ok("n-2", "Situasjonskart.pdf", vec![8u8; 5_000]);
+    let mut order = fake_kode::OrderSpec::new(7301);
+    order.sub_orders[0].assets = vec![first.clone(), second.clone()];
+    fake.add_order(order.clone());
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("kode.env");
+    std::fs::write(
+        &config,
+        format!("NOTIFY_SECRET=whsec_{}\n", BASE64.encode(&key)),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap().to_owned();
+    let serve = Serve::start(
+        data.path(),
+        &fake,
+        &["--notify-url", &hook, "--config", &config],
+    );
+
+    for status in ["NEW", "FINISHED", "FINISHED"] {
+        let (code, body) = fake
+            .push(&serve.push_url(), &order_push(&order, status))
+            .await
+            .unwrap();
+        assert_eq!(code, 200, "{body}");
+    }
+    drained(data.path()).await;
+    let accepted = eventually("three events delivered", || async {
+        let accepted = receiver.accepted();
+        (accepted.len() >= 3).then_some(accepted)
+    })
+    .await;
+
+    let stored = receiver.of_type("asset.stored");
+    assert_eq!(stored.len(), 2, "{accepted:#?}");
+    for body in &stored {
+        let data_field = &body["data"];
+        let path = data
+            .path()
+            .join("assets")
+            .join(data_field["key"].as_str().unwrap());
+        let bytes = std::fs::read(&path).expect("the announced file");
+        assert_eq!(data_field["sha256"], hex_sha256(&bytes));
+        assert_eq!(data_field["bytes"], bytes.len());
+        assert!(data_field.get("bucket").is_none());
+    }
+    for (id, body) in &accepted {
+        assert_eq!(*id, body["data"]["eventId"], "webhook-id is the event id");
+    }
+    assert_eq!(receiver.of_type("order.completed").len(), 1);
+    assert_eq!(receiver.forged.load(Ordering::SeqCst), 0);
+
+    // Withdrawn, then cancelled: asset.deleted for each file, order.purged once.
+    fake.set_asset_status(&second.id, "DELETED");
+    for status in ["UPDATED", "CANCELLED", "CANCELLED"] {
+        fake.push(&serve.push_url(), &order_push(&order, status))
+            .await
+            .unwrap();
+    }
+    drained(data.path()).await;
+    eventually("the purge announced", || async {
+        (!receiver.of_type("order.purged").is_empty()).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let deleted: Vec<String> = receiver
+        .of_type("asset.deleted")
+        .iter()
+        .map(|b| b["data"]["assetId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(deleted, [second.id.clone(), first.id.clone()]);
+    let purged = receiver.of_type("order.purged");
+    assert_eq!(purged.len(), 1);
+    assert_eq!(purged[0]["data"]["files"], 1);
+    assert_eq!(receiver.accepted().len(), 6, "each event once");
+    assert!(
+        serve.log().contains("event_delivery_failed"),
+        "the 500 was retried"
+    );
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_the_receiver_keeps_refusing_is_listed_and_retried_by_dead_letters() {
+    let key: Vec<u8> = (100u8..132).collect();
+    let (receiver, hook) = Receiver::start(key.clone(), usize::MAX).await;
+    let fake = FakeKode::start().await;
+    let asset = AssetSpec::ok("d-1", "Kart.pdf", vec![9u8; 1_000]);
+    let mut order = fake_kode::OrderSpec::new(7302);
+    order.sub_orders[0].assets = vec![asset.clone()];
+    fake.add_order(order.clone());
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("kode.env");
+    std::fs::write(
+        &config,
+        format!("NOTIFY_SECRET=whsec_{}\n", BASE64.encode(&key)),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap().to_owned();
+    let serve = Serve::start(
+        data.path(),
+        &fake,
+        &[
+            "--notify-url",
+            &hook,
+            "--config",
+            &config,
+            "--notify-max-attempts",
+            "2",
+            "--notify-retry-backoff-ms",
+            "50",
+        ],
+    );
+    fake.push(&serve.push_url(), &order_push(&order, "NEW"))
+        .await
+        .unwrap();
+    drained(data.path()).await;
+    assert_stored(data.path(), order.id, &asset);
+
+    let dir = data.path().to_str().unwrap().to_owned();
+    let listing = eventually("the event among the dead letters", || async {
+        let out = run_kode(&["dead-letters", "--data-dir", &dir], data.path());
+        let stdout = text(&out.stdout);
+        stdout.contains("7302:d-1:stored").then_some(stdout)
+    })
+    .await;
+    assert!(listing.contains("asset.stored"), "{listing}");
+    assert!(listing.contains("attempts 2"), "{listing}");
+    assert!(listing.contains("500 Internal Server Error"), "{listing}");
+    assert!(receiver.accepted().is_empty());
+
+    receiver.refuse.store(0, Ordering::SeqCst);
+    let out = run_kode(&["dead-letters", "retry", "--data-dir", &dir], data.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("1 event delivery"),
+        "{}",
+        text(&out.stdout)
+    );
+    let accepted = eventually("the retried delivery", || async {
+        let accepted = receiver.accepted();
+        (!accepted.is_empty()).then_some(accepted)
+    })
+    .await;
+    assert_eq!(accepted.len(), 1);
+    assert_eq!(accepted[0].0, "7302:d-1:stored");
+    drop(serve);
 }

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use kode::announce::EventBridgeAnnouncer;
 use kode::api::KodeClient;
 use kode::config::{
     env_failed_max_attempts, env_required, env_u64, env_usize, kode_api_config_from_env,
     ConfigError,
 };
 use kode::metrics::{Metrics, STACK_NAME_ENV};
-use kode::process::Processor;
+use kode::process::{Announcing, Processor};
 use kode::store::aws::{DynamoLedger, S3Blobs, UploadBudget};
 use kode::sync::FailedPolicy;
 use processor::{Backoff, Redelivery, SqsVisibility, DEFAULT_DEADLINE_MARGIN};
@@ -63,7 +64,7 @@ async fn build() -> anyhow::Result<(Processor, Redelivery, Duration)> {
     let budget = UploadBudget::new(budget_mib.saturating_mul(1 << 20));
 
     let aws = kode::aws::sdk_config().await;
-    let blobs = S3Blobs::new(kode::aws::s3_client(&aws), bucket)
+    let blobs = S3Blobs::new(kode::aws::s3_client(&aws), bucket.clone())
         .with_budget(budget)
         .context("UPLOAD_MEMORY_MIB")?;
     let queue = SqsVisibility::new(aws_sdk_sqs::Client::new(&aws), queue_url);
@@ -85,5 +86,18 @@ async fn build() -> anyhow::Result<(Processor, Redelivery, Duration)> {
     .with_metrics(Metrics::for_lambda(std::env::var(STACK_NAME_ENV).ok()))
     .with_failed_policy(failed)
     .with_sweep_policy(sweep);
+    let processor = match std::env::var("EVENT_BUS_NAME") {
+        Ok(bus) if !bus.trim().is_empty() => processor.with_announcing(Announcing {
+            announcer: Arc::new(EventBridgeAnnouncer::from_config(&aws, bus.trim())),
+            bucket: Some(bucket),
+        }),
+        _ => {
+            tracing::info!(
+                action = "events_off",
+                "EVENT_BUS_NAME is not set: no downstream events are sent"
+            );
+            processor
+        }
+    };
     Ok((processor, redelivery, margin))
 }

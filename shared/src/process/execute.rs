@@ -9,6 +9,7 @@ use futures_util::stream::{self, StreamExt};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use super::announce::EventContext;
 use super::{millis, AssetError, AssetFault, FailedAsset, ProcessError, Processor, SyncReport};
 use crate::api::ApiError;
 use crate::metrics::Metric;
@@ -42,6 +43,7 @@ impl Processor {
         plan: Plan,
         deadline: Deadline,
         now: &str,
+        events: Option<&EventContext>,
     ) -> Result<SyncReport, ProcessError> {
         let order = plan.order_id;
         let mut report = SyncReport {
@@ -96,7 +98,7 @@ impl Processor {
             .bounded(
                 removals
                     .iter()
-                    .map(|&(d, stored)| self.remove(order, d, stored, now))
+                    .map(|&(d, stored)| self.remove(order, d, stored, now, events))
                     .collect(),
             )
             .await;
@@ -117,7 +119,7 @@ impl Processor {
             .bounded(
                 plan.downloads
                     .iter()
-                    .map(|d| self.fetch_unless_late(d, deadline, now))
+                    .map(|d| self.fetch_unless_late(d, deadline, now, events))
                     .collect(),
             )
             .await;
@@ -225,6 +227,7 @@ impl Processor {
         d: &PlannedDownload,
         deadline: Deadline,
         now: &str,
+        events: Option<&EventContext>,
     ) -> Result<Fetched, ProcessError> {
         if deadline.has_passed() {
             warn!(action = "asset_not_started", orderId = %d.meta.order_id, assetId = %d.asset_id, "deadline reached; left for the redelivery");
@@ -238,7 +241,7 @@ impl Processor {
                 }),
             });
         }
-        let result = self.fetch(d, deadline, now).await;
+        let result = self.fetch(d, deadline, now, events).await;
         let Err(ProcessError::Asset { cause, .. }) = &result else {
             return result;
         };
@@ -268,6 +271,20 @@ impl Processor {
             info!(action = "asset_skipped", orderId = %d.meta.order_id, assetId = %d.asset_id, reason = "settled by a concurrent run", "asset skipped");
             return Ok(Fetched::AlreadyRecorded);
         };
+        if attempts == 1 {
+            // Announced once, when the file first turns FAILED.
+            if let Some(event) =
+                self.failed_event(d.meta.order_id, &d.asset_id, &reason, attempts, now)
+            {
+                self.ledger
+                    .record_announcement(&event)
+                    .await
+                    .map_err(|cause| ProcessError::Store {
+                        order: Some(d.meta.order_id),
+                        cause,
+                    })?;
+            }
+        }
         let parked = self.failed.parks(attempts, transient);
         warn!(action = "asset_failed", orderId = %d.meta.order_id, assetId = %d.asset_id, reason, transient, attempts, parked, "asset not stored");
         let failed = FailedAsset {
@@ -288,6 +305,7 @@ impl Processor {
         d: &PlannedDownload,
         deadline: Deadline,
         now: &str,
+        events: Option<&EventContext>,
     ) -> Result<Fetched, ProcessError> {
         let started = Instant::now();
         let order = d.meta.order_id;
@@ -310,9 +328,10 @@ impl Processor {
             .map_err(|e| asset_error(e.into()))?;
         let mut record = d.record(stored.bytes, stored.sha256, now);
         record.content_type = meta.content_type;
+        let event = events.and_then(|e| e.stored(&record, now));
         let outcome = self
             .ledger
-            .record_stored(&record)
+            .record_stored_announcing(&record, event.as_ref())
             .await
             .map_err(|e| asset_error(e.into()))?;
         let key = d.key.as_str();
@@ -351,6 +370,7 @@ impl Processor {
         d: &PlannedDeletion,
         stored: bool,
         now: &str,
+        events: Option<&EventContext>,
     ) -> Result<(), ProcessError> {
         let started = Instant::now();
         let store_error = |cause: StoreError| ProcessError::Store {
@@ -358,8 +378,11 @@ impl Processor {
             cause,
         };
         self.blobs.delete(&d.key).await.map_err(store_error)?;
+        let event = events
+            .filter(|_| stored)
+            .map(|e| e.deleted(order, &d.asset_id, &d.key, now));
         self.ledger
-            .mark_deleted(order, &d.asset_id, now)
+            .mark_deleted_announcing(order, &d.asset_id, now, event.as_ref())
             .await
             .map_err(store_error)?;
         // Once more: a concurrent run may have uploaded the file after the

@@ -1,7 +1,7 @@
 //! In-memory KODE, file store and ledger for the orchestration tests. The
 //! ledger follows the conditional-write rules of the real adapters.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -11,6 +11,8 @@ use sha2::{Digest, Sha256};
 
 use super::KodeSource;
 use crate::api::ApiError;
+use crate::events::{AnnounceError, Announcer};
+use crate::events::{Event, EventScope};
 use crate::model::{
     AssetFailure, AssetRecord, AssetState, FailedAttempt, MessageRecord, ObjectKey, ObjectMeta,
     OrderRecord,
@@ -195,6 +197,9 @@ impl Blobs for MemBlobs {
     }
 }
 
+/// An event and, once sent, when.
+pub type Announcement = (Event, Option<String>);
+
 #[derive(Default)]
 pub struct MemLedger {
     pub assets: Mutex<HashMap<(OrderId, AssetId), AssetRecord>>,
@@ -203,6 +208,10 @@ pub struct MemLedger {
     pub holds: Mutex<BTreeSet<(OrderId, String)>>,
     /// Assets another run marks deleted between our read and our write.
     pub deleted_concurrently: Mutex<HashSet<AssetId>>,
+    /// Announcements by (order recorded, event id), with when they were
+    /// sent (once-per-order events stay after sending).
+    pub announcements: Mutex<BTreeMap<(u64, String), Announcement>>,
+    recorded: AtomicUsize,
 }
 
 impl MemLedger {
@@ -213,6 +222,28 @@ impl MemLedger {
 
     pub fn order_record(&self, order: u64) -> Option<OrderRecord> {
         self.orders.lock().unwrap().get(&OrderId(order)).cloned()
+    }
+
+    /// Remembers `event` unless its id is known; returns whether it was added.
+    fn remember(&self, event: Option<&Event>) -> bool {
+        let Some(event) = event else { return false };
+        let mut announcements = self.announcements.lock().unwrap();
+        if announcements.keys().any(|(_, id)| *id == event.id.0) {
+            return false;
+        }
+        let seq = self.recorded.fetch_add(1, Ordering::SeqCst) as u64;
+        announcements.insert((seq, event.id.0.clone()), (event.clone(), None));
+        true
+    }
+
+    /// Every event still to announce, in any scope.
+    pub fn pending(&self) -> Vec<Event> {
+        let announcements = self.announcements.lock().unwrap();
+        announcements
+            .values()
+            .filter(|(_, sent)| sent.is_none())
+            .map(|(e, _)| e.clone())
+            .collect()
     }
 
     fn tombstone(order: OrderId, asset: &AssetId, at: &str) -> AssetRecord {
@@ -252,7 +283,11 @@ impl Ledger for MemLedger {
         Ok(self.orders.lock().unwrap().get(&order).cloned())
     }
 
-    async fn record_stored(&self, record: &AssetRecord) -> Result<RecordOutcome, StoreError> {
+    async fn record_stored_announcing(
+        &self,
+        record: &AssetRecord,
+        announce: Option<&Event>,
+    ) -> Result<RecordOutcome, StoreError> {
         let mut assets = self.assets.lock().unwrap();
         let id = (record.order_id, record.asset_id.clone());
         if self
@@ -278,6 +313,7 @@ impl Ledger for MemLedger {
             None | Some(AssetState::Failed) if purged => RecordOutcome::OrderPurged,
             None | Some(AssetState::Failed) => {
                 assets.insert(id, record.clone());
+                self.remember(announce);
                 RecordOutcome::Recorded
             }
         })
@@ -304,11 +340,12 @@ impl Ledger for MemLedger {
         Ok(FailedOutcome::Recorded { attempts })
     }
 
-    async fn mark_deleted(
+    async fn mark_deleted_announcing(
         &self,
         order: OrderId,
         asset: &AssetId,
         at: &str,
+        announce: Option<&Event>,
     ) -> Result<RecordOutcome, StoreError> {
         let mut assets = self.assets.lock().unwrap();
         Ok(match assets.get_mut(&(order, asset.clone())) {
@@ -317,6 +354,7 @@ impl Ledger for MemLedger {
                 r.state = AssetState::Deleted;
                 r.deleted_at = Some(at.to_owned());
                 r.failure = None;
+                self.remember(announce);
                 RecordOutcome::Recorded
             }
             None => {
@@ -360,13 +398,18 @@ impl Ledger for MemLedger {
         Ok(())
     }
 
-    async fn record_message(&self, message: &MessageRecord) -> Result<RecordOutcome, StoreError> {
+    async fn record_message_announcing(
+        &self,
+        message: &MessageRecord,
+        announce: Option<&Event>,
+    ) -> Result<RecordOutcome, StoreError> {
         let mut messages = self.messages.lock().unwrap();
         let key = (message.id.clone(), message.event_action.clone());
         if messages.contains_key(&key) {
             return Ok(RecordOutcome::AlreadyRecorded);
         }
         messages.insert(key, message.clone());
+        self.remember(announce);
         Ok(RecordOutcome::Recorded)
     }
 
@@ -443,5 +486,69 @@ impl Ledger for MemLedger {
             stored.sweep_misses = 0;
         }
         Ok(())
+    }
+
+    async fn record_announcement(&self, event: &Event) -> Result<RecordOutcome, StoreError> {
+        Ok(if self.remember(Some(event)) {
+            RecordOutcome::Recorded
+        } else {
+            RecordOutcome::AlreadyRecorded
+        })
+    }
+
+    async fn pending_announcements(&self, scope: EventScope) -> Result<Vec<Event>, StoreError> {
+        Ok(self
+            .pending()
+            .into_iter()
+            .filter(|e| e.scope() == scope)
+            .collect())
+    }
+
+    async fn announcement_sent(&self, event: &Event, at: &str) -> Result<(), StoreError> {
+        let mut announcements = self.announcements.lock().unwrap();
+        let key = announcements
+            .keys()
+            .find(|(_, id)| *id == event.id.0)
+            .cloned();
+        if let Some(key) = key {
+            if event.event_type().once_per_order() {
+                if let Some(entry) = announcements.get_mut(&key) {
+                    entry.1 = Some(at.to_owned());
+                }
+            } else {
+                announcements.remove(&key);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Takes events like a bus; `refuse` makes the next calls fail.
+#[derive(Default)]
+pub struct MemAnnouncer {
+    pub taken: Mutex<Vec<Event>>,
+    /// Calls still to refuse.
+    pub refuse: AtomicUsize,
+}
+
+impl MemAnnouncer {
+    pub fn taken(&self) -> Vec<Event> {
+        self.taken.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl Announcer for MemAnnouncer {
+    async fn announce(&self, events: &[Event]) -> Vec<Result<(), AnnounceError>> {
+        let refused = self
+            .refuse
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if refused {
+            let error = AnnounceError::Unavailable("bus throttled".into());
+            return events.iter().map(|_| Err(error.clone())).collect();
+        }
+        self.taken.lock().unwrap().extend_from_slice(events);
+        events.iter().map(|_| Ok(())).collect()
     }
 }

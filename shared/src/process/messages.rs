@@ -1,8 +1,10 @@
-//! Distributor messages: stored once, logged for the right audience.
+//! Distributor messages: stored once, logged for the right audience, and
+//! announced as `distributor.message`.
 
 use tracing::{info, warn};
 
 use super::{ProcessError, Processor};
+use crate::events::{self, EventScope};
 use crate::model::MessageRecord;
 use crate::model::{DistributorMessage, DistributorMessageType};
 use crate::store::RecordOutcome;
@@ -28,11 +30,16 @@ impl Processor {
             date_created: message.date_created.as_ref().map(|d| d.raw().to_owned()),
             received_at: received_at.to_owned(),
         };
+        let event = self
+            .announcing
+            .as_ref()
+            .map(|_| events::distributor_message(message, received_at));
         let outcome = self
             .ledger
-            .record_message(&record)
+            .record_message_announcing(&record, event.as_ref())
             .await
             .map_err(|cause| ProcessError::Store { order: None, cause })?;
+        self.announce_pending(EventScope::Distributor).await;
         let (id, event, kind, text) = (
             record.id.as_str(),
             record.event_action.as_str(),

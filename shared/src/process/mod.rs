@@ -3,11 +3,14 @@
 //! module only talks to KODE, the file store and the ledger, in the order
 //! that keeps them consistent after a crash.
 
+mod announce;
 mod error;
 mod execute;
 mod kode_client;
 mod messages;
 
+#[cfg(test)]
+mod announce_tests;
 #[cfg(test)]
 pub(crate) mod fakes;
 #[cfg(test)]
@@ -21,6 +24,7 @@ use tracing::{error, info, warn};
 
 use crate::api::ApiError;
 use crate::envelope::{parse_message, QueueMessage};
+use crate::events::EventScope;
 use crate::metrics::{Metric, Metrics};
 use crate::model::OrderRecord;
 use crate::model::{AssetId, Order, OrderId, OrderPush, Push, PushStatus};
@@ -30,6 +34,7 @@ use crate::sync::SweepPolicy;
 use crate::sync::{self, FailedPolicy, LedgerView};
 use crate::Deadline;
 
+pub use announce::Announcing;
 pub use error::{AssetError, AssetFault, ProcessError};
 
 /// What the processor needs from KODE; implemented by the API client, and
@@ -58,6 +63,8 @@ pub struct Processor {
     pub failed: FailedPolicy,
     /// How long orders stay open for the sweep, and when a sweep gives up.
     pub sweep: SweepPolicy,
+    /// Downstream events; `None`: none are recorded or sent.
+    pub announcing: Option<Announcing>,
 }
 
 /// What one queue message led to.
@@ -138,6 +145,14 @@ impl Processor {
             metrics: Metrics::Off,
             failed: FailedPolicy::default(),
             sweep: SweepPolicy::default(),
+            announcing: None,
+        }
+    }
+
+    pub fn with_announcing(self, announcing: Announcing) -> Processor {
+        Processor {
+            announcing: Some(announcing),
+            ..self
         }
     }
 
@@ -268,7 +283,17 @@ impl Processor {
             }
         };
         plan.order_update.sweep_until = sweep_until;
-        self.execute(plan, deadline, &now).await
+        let events = self.event_context(push, &view);
+        let facts = announce::OrderFacts::of(&plan, push, &view);
+        let mut result = self.execute(plan, deadline, &now, events.as_ref()).await;
+        if let (Ok(report), Some(_)) = (&result, &events) {
+            if let Err(e) = self.record_order_events(&facts, report).await {
+                result = Err(e);
+            }
+        }
+        // Also after a failure: what was stored before it is durable.
+        self.announce_pending(EventScope::Order(order_id)).await;
+        result
     }
 
     /// A sweep message: the order synced as if its last recorded push came
@@ -347,7 +372,16 @@ impl Processor {
             purged_at: plan.order_update.purged_at.take(),
             ..OrderRecord::default()
         };
-        let report = self.execute(plan, deadline, &now).await?;
+        let events = self.event_context(&push, &view);
+        let facts = announce::OrderFacts::of(&plan, &push, &view);
+        let mut result = self.execute(plan, deadline, &now, events.as_ref()).await;
+        if let (Ok(report), Some(_)) = (&result, &events) {
+            if let Err(e) = self.record_order_events(&facts, report).await {
+                result = Err(e);
+            }
+        }
+        self.announce_pending(EventScope::Order(order_id)).await;
+        let report = result?;
         info!(action = "order_swept", orderId = %order_id, status = %report.status, stored = report.stored.len(), deleted = report.deleted.len(), "order swept");
         Ok(SweepOutcome::Synced(report))
     }

@@ -5,6 +5,7 @@
 
 use async_trait::async_trait;
 
+use crate::events::{Event, EventScope};
 use crate::model::{
     AssetId, AssetRecord, AssetState, FailedAttempt, MessageRecord, ObjectKey, ObjectMeta, OrderId,
     OrderRecord,
@@ -123,7 +124,17 @@ pub trait Ledger: Send + Sync {
     /// Records a stored asset, unless it is already recorded or deleted or
     /// its order is purged (checked in the same atomic write, so a purge
     /// running at the same time cannot be missed). Replaces a FAILED record.
-    async fn record_stored(&self, record: &AssetRecord) -> Result<RecordOutcome, StoreError>;
+    async fn record_stored(&self, record: &AssetRecord) -> Result<RecordOutcome, StoreError> {
+        self.record_stored_announcing(record, None).await
+    }
+
+    /// [`Ledger::record_stored`], remembering `announce` in the same write
+    /// when (and only when) the record takes effect.
+    async fn record_stored_announcing(
+        &self,
+        record: &AssetRecord,
+        announce: Option<&Event>,
+    ) -> Result<RecordOutcome, StoreError>;
 
     /// Records a failed attempt: creates the FAILED record or counts one
     /// more attempt on it. Never overwrites a STORED or DELETED record.
@@ -136,6 +147,19 @@ pub trait Ledger: Send + Sync {
         order: OrderId,
         asset: &AssetId,
         at: &str,
+    ) -> Result<RecordOutcome, StoreError> {
+        self.mark_deleted_announcing(order, asset, at, None).await
+    }
+
+    /// [`Ledger::mark_deleted`], remembering `announce` in the same write
+    /// when (and only when) a stored asset turns deleted: a tombstone has
+    /// nothing to announce.
+    async fn mark_deleted_announcing(
+        &self,
+        order: OrderId,
+        asset: &AssetId,
+        at: &str,
+        announce: Option<&Event>,
     ) -> Result<RecordOutcome, StoreError>;
 
     /// Creates or updates the order record; set fields overwrite, `None`
@@ -144,7 +168,30 @@ pub trait Ledger: Send + Sync {
     async fn upsert_order(&self, record: &OrderRecord) -> Result<(), StoreError>;
 
     /// Stores a distributor message once per (`id`, `event_action`).
-    async fn record_message(&self, message: &MessageRecord) -> Result<RecordOutcome, StoreError>;
+    async fn record_message(&self, message: &MessageRecord) -> Result<RecordOutcome, StoreError> {
+        self.record_message_announcing(message, None).await
+    }
+
+    /// [`Ledger::record_message`], remembering `announce` in the same write
+    /// when (and only when) the message is new.
+    async fn record_message_announcing(
+        &self,
+        message: &MessageRecord,
+        announce: Option<&Event>,
+    ) -> Result<RecordOutcome, StoreError>;
+
+    /// Remembers an event to announce whose change is already durable, once
+    /// per event id: `AlreadyRecorded` if it was remembered before (for
+    /// [`crate::events::EventType::once_per_order`] types, even after it
+    /// was sent).
+    async fn record_announcement(&self, event: &Event) -> Result<RecordOutcome, StoreError>;
+
+    /// What is still to announce in `scope`, oldest first. An order with
+    /// announcements pending is not done: the sweep must keep it open.
+    async fn pending_announcements(&self, scope: EventScope) -> Result<Vec<Event>, StoreError>;
+
+    /// Clears an announcement once the bus or the delivery queue took it.
+    async fn announcement_sent(&self, event: &Event, at: &str) -> Result<(), StoreError>;
 
     /// The orders the sweep visits at `now` (RFC 3339), by order id, without
     /// a scan: those whose `sweep_until` is not past and those held open,

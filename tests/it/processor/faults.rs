@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use fake_kode::{samples, AssetContent, AssetSpec, Endpoint, OrderSpec, Recorder};
+use kode::events::{Event, EventScope};
 use kode::model::{AssetId, OrderId};
 use kode::model::{AssetRecord, AssetState, FailedAttempt, MessageRecord, OrderRecord};
 use kode::store::aws::DynamoLedger;
@@ -90,28 +91,50 @@ impl Ledger for CrashOnceLedger {
     async fn order(&self, order: OrderId) -> Result<Option<OrderRecord>, StoreError> {
         self.inner.order(order).await
     }
-    async fn record_stored(&self, record: &AssetRecord) -> Result<RecordOutcome, StoreError> {
+    async fn record_stored_announcing(
+        &self,
+        record: &AssetRecord,
+        announce: Option<&Event>,
+    ) -> Result<RecordOutcome, StoreError> {
         if !self.crashed.swap(true, Ordering::SeqCst) {
             return Err(StoreError::Unavailable("injected crash".into()));
         }
-        self.inner.record_stored(record).await
+        self.inner.record_stored_announcing(record, announce).await
     }
     async fn record_failed(&self, attempt: &FailedAttempt) -> Result<FailedOutcome, StoreError> {
         self.inner.record_failed(attempt).await
     }
-    async fn mark_deleted(
+    async fn mark_deleted_announcing(
         &self,
         order: OrderId,
         asset: &AssetId,
         at: &str,
+        announce: Option<&Event>,
     ) -> Result<RecordOutcome, StoreError> {
-        self.inner.mark_deleted(order, asset, at).await
+        self.inner
+            .mark_deleted_announcing(order, asset, at, announce)
+            .await
     }
     async fn upsert_order(&self, record: &OrderRecord) -> Result<(), StoreError> {
         self.inner.upsert_order(record).await
     }
-    async fn record_message(&self, message: &MessageRecord) -> Result<RecordOutcome, StoreError> {
-        self.inner.record_message(message).await
+    async fn record_message_announcing(
+        &self,
+        message: &MessageRecord,
+        announce: Option<&Event>,
+    ) -> Result<RecordOutcome, StoreError> {
+        self.inner
+            .record_message_announcing(message, announce)
+            .await
+    }
+    async fn record_announcement(&self, event: &Event) -> Result<RecordOutcome, StoreError> {
+        self.inner.record_announcement(event).await
+    }
+    async fn pending_announcements(&self, scope: EventScope) -> Result<Vec<Event>, StoreError> {
+        self.inner.pending_announcements(scope).await
+    }
+    async fn announcement_sent(&self, event: &Event, at: &str) -> Result<(), StoreError> {
+        self.inner.announcement_sent(event, at).await
     }
     async fn open_orders(&self, now: &str) -> Result<Vec<OpenOrder>, StoreError> {
         self.inner.open_orders(now).await

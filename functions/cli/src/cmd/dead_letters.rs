@@ -1,11 +1,14 @@
-//! `kode dead-letters`: what `kode serve` gave up on, and requeueing it.
+//! `kode dead-letters`: what `kode serve` gave up on (pushes, and event
+//! deliveries to `--notify-url`), and trying it again.
 
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use kode::envelope::{parse_message, QueueMessage};
 use kode::model::Push;
-use kode::store::local::{DeadLetter, QueueOptions, SqliteQueue};
+use kode::store::local::{
+    DeadDelivery, DeadLetter, DeliveryOptions, QueueOptions, SqliteDeliveries, SqliteQueue,
+};
 
 use crate::error::CliError;
 
@@ -29,23 +32,77 @@ pub struct DeadLettersArgs {
 pub enum DeadLetterAction {
     /// List the dead letters (the default)
     List,
-    /// Queue every dead letter again; a running `kode serve` picks them up
+    /// Queue every dead letter and dead event delivery again; a running
+    /// `kode serve` picks them up
     Retry,
 }
 
 pub async fn run(args: DeadLettersArgs) -> Result<(), CliError> {
     let queue = open(&args.data_dir).await?;
+    let deliveries = open_deliveries(&args.data_dir).await?;
     match args.action.unwrap_or(DeadLetterAction::List) {
-        DeadLetterAction::List => list(&queue, &args.data_dir).await,
+        DeadLetterAction::List => {
+            list(&queue, &args.data_dir).await?;
+            if let Some(deliveries) = &deliveries {
+                list_deliveries(deliveries).await?;
+            }
+            Ok(())
+        }
         DeadLetterAction::Retry => {
             let count = queue.retry_dead_letters().await.map_err(store)?;
             println!(
                 "{count} dead letter(s) queued again in {}; a running `kode serve` on it processes them",
                 args.data_dir.display()
             );
+            if let Some(deliveries) = &deliveries {
+                let count = deliveries.retry_dead().await.map_err(store)?;
+                println!(
+                    "{count} event delivery(ies) queued again; a running `kode serve --notify-url` sends them"
+                );
+            }
             Ok(())
         }
     }
+}
+
+/// The delivery queue exists once `kode serve` ran with `--notify-url`.
+async fn open_deliveries(data_dir: &Path) -> Result<Option<SqliteDeliveries>, CliError> {
+    let path = data_dir.join(SqliteDeliveries::FILE);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    SqliteDeliveries::open(&path, DeliveryOptions::default())
+        .await
+        .map(Some)
+        .map_err(store)
+}
+
+async fn list_deliveries(deliveries: &SqliteDeliveries) -> Result<(), CliError> {
+    let dead = deliveries.dead().await.map_err(store)?;
+    if dead.is_empty() {
+        println!("no undelivered events");
+        return Ok(());
+    }
+    println!("{} event(s) not delivered to --notify-url:", dead.len());
+    for delivery in &dead {
+        println!(
+            "  {}  {}  attempts {}  failed {}",
+            event_type(delivery),
+            delivery.event_id,
+            delivery.attempts,
+            delivery.dead_at,
+        );
+        println!("      error: {}", delivery.last_error);
+    }
+    Ok(())
+}
+
+/// The body's `type`, e.g. `asset.stored`.
+fn event_type(delivery: &DeadDelivery) -> String {
+    serde_json::from_str::<serde_json::Value>(&delivery.body)
+        .ok()
+        .and_then(|body| body["type"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| "event".to_owned())
 }
 
 /// Opens an existing queue only: a typo in `--data-dir` must not create an

@@ -6,12 +6,16 @@
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
+use async_trait::async_trait;
 use clap::Args;
 use fake_kode::{samples, AssetSpec, FakeKode, OrderSpec};
+use kode::announce::{AnnounceError, Announcer};
 use kode::api::{ApiConfig, Credentials};
+use kode::events::Event;
 use kode::intake::PushSecret;
 use kode::model::OrderId;
 use kode::model::{AssetRecord, AssetState};
@@ -23,7 +27,7 @@ use serde_json::json;
 use url::Url;
 
 use crate::error::CliError;
-use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::pipeline::{Notify, Pipeline, PipelineConfig};
 
 /// The first demo order; later runs on the same directory count up, so each
 /// run shows the whole flow and earlier files stay.
@@ -46,7 +50,8 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
 async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let fake = FakeKode::start().await;
     let token = uuid::Uuid::new_v4().simple().to_string();
-    let pipeline = start_pipeline(&fake, args.data_dir, &token).await?;
+    let events = Arc::new(EventLog::default());
+    let pipeline = start_pipeline(&fake, args.data_dir, &token, events.clone()).await?;
 
     let orders_before = pipeline.ledger().orders().await?.len();
     let order_id = FIRST_ORDER_ID + u64::try_from(orders_before)?;
@@ -80,6 +85,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         callback: format!("{}?token={token}", pipeline.push_url()),
         order,
         totals: Totals::default(),
+        events,
     };
     demo.push(
         1,
@@ -119,6 +125,7 @@ async fn start_pipeline(
     fake: &FakeKode,
     data_dir: PathBuf,
     token: &str,
+    events: Arc<EventLog>,
 ) -> anyhow::Result<Pipeline> {
     let credentials = fake.credentials();
     let api = ApiConfig::new(
@@ -147,6 +154,7 @@ async fn start_pipeline(
         // The demo pushes everything it shows.
         sweep_interval: None,
         sweep_policy: kode::sync::SweepPolicy::default(),
+        notify: Notify::To(events),
     })
     .await?;
     Ok(pipeline)
@@ -181,6 +189,29 @@ struct Demo<'a> {
     callback: String,
     order: OrderSpec,
     totals: Totals,
+    events: Arc<EventLog>,
+}
+
+/// Takes the events `kode serve --notify-url` would POST, to show them.
+#[derive(Default)]
+struct EventLog {
+    events: Mutex<Vec<Event>>,
+}
+
+impl EventLog {
+    /// The events taken since the last call.
+    fn take(&self) -> Vec<Event> {
+        std::mem::take(&mut *self.events.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+#[async_trait]
+impl Announcer for EventLog {
+    async fn announce(&self, events: &[Event]) -> Vec<Result<(), AnnounceError>> {
+        let mut log = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        log.extend_from_slice(events);
+        events.iter().map(|_| Ok(())).collect()
+    }
 }
 
 impl Demo<'_> {
@@ -237,6 +268,9 @@ impl Demo<'_> {
         }
         if changes == 0 {
             println!("   nothing to download or delete: every file is already in place");
+        }
+        for event in self.events.take() {
+            println!("   event {:<15} {}", event.event_type().name(), event.id);
         }
         println!("   processed in {} ms", started.elapsed().as_millis());
         println!();
@@ -324,8 +358,9 @@ fn summary(totals: &Totals, files: &[(String, u64)], order_dir: &str) {
     }
     println!();
     println!(
-        "The files stay there. To receive real pushes from KODE, run `kode serve` (see README)."
+        "The files stay there. To receive real pushes from KODE, run `kode serve` (see README);"
     );
+    println!("with --notify-url it POSTs each event shown above to your system, signed.");
 }
 
 fn human_bytes(bytes: u64) -> String {

@@ -6,14 +6,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use kode::announce::NotifySecret;
 use kode::intake::PushSecret;
-use kode::store::local::QueueOptions;
+use kode::store::local::{DeliveryOptions, QueueOptions};
 use kode::sync::FailedPolicy;
 use kode::Secret;
 use tracing::info;
 
 use crate::error::CliError;
-use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::pipeline::{Notify, Pipeline, PipelineConfig};
 use crate::settings::{GlobalArgs, Settings};
 
 /// In-flight work gets this long after SIGINT/SIGTERM before it is put back
@@ -25,13 +26,15 @@ const AFTER_HELP: &str = "\
 Secrets come from the environment (or the config file), never from flags:
   PUSH_TOKEN           the push secret KODE sends (?token=, Bearer or Basic password)
   KODE_CLIENT_SECRET   and KODE_PASSWORD, with KODE_CLIENT_ID and KODE_USERNAME
+  NOTIFY_SECRET        with --notify-url: whsec_ + base64 key signing the events
 Also read: MAX_ASSET_BYTES, DOWNLOAD_HOSTS, SWEEP_FINISHED_DAYS (14: days a FINISHED
 order is still swept), SWEEP_MAX_MISSES (3: sweeps KODE answers 404 before the
 order is no longer swept).
 
 In <data-dir>: assets/orders/<order>/<asset>/<file> (the files), ledger.sqlite
-(what is stored), queue.sqlite (pushes not yet processed, dead letters), tmp/,
-serve.lock (one kode serve per data directory; a second one exits at once).
+(what is stored), queue.sqlite (pushes not yet processed, dead letters),
+notify.sqlite (events not yet delivered), tmp/, serve.lock (one kode serve per
+data directory; a second one exits at once).
 SIGINT/SIGTERM: stops taking pushes, gives work in progress 8 s, requeues the rest.";
 
 #[derive(Args, Debug)]
@@ -56,6 +59,24 @@ pub struct ServeArgs {
         value_parser = kode::sync::parse_duration
     )]
     pub sweep_interval: Duration,
+    /// POST every event (asset.stored, order.completed, ...) here, signed
+    /// with NOTIFY_SECRET the Standard Webhooks way
+    #[arg(long, value_name = "URL", env = "NOTIFY_URL", hide_env_values = true)]
+    pub notify_url: Option<url::Url>,
+    /// Tries of one event delivery before `kode dead-letters` lists it
+    #[arg(long, value_name = "N", env = "NOTIFY_MAX_ATTEMPTS",
+        hide_env_values = true, default_value_t = DeliveryOptions::default().max_attempts,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub notify_max_attempts: u32,
+    /// Wait before the first delivery retry; doubled for each further one
+    #[arg(
+        long,
+        value_name = "MS",
+        env = "NOTIFY_RETRY_BACKOFF_MS",
+        hide_env_values = true,
+        default_value_t = 2000
+    )]
+    pub notify_retry_backoff_ms: u64,
     #[command(flatten)]
     pub pipeline: PipelineArgs,
 }
@@ -127,6 +148,16 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> Result<(), CliError> {
         .and_then(|token| {
             PushSecret::new(Secret::new(token)).map_err(|e| CliError::invalid("PUSH_TOKEN", e))
         })?;
+    let options = DeliveryOptions {
+        max_attempts: args.notify_max_attempts,
+        base_backoff: Duration::from_millis(args.notify_retry_backoff_ms),
+        ..DeliveryOptions::default()
+    };
+    let notify = notify(args.notify_url.as_ref(), &settings, options)?;
+    let events = match &args.notify_url {
+        Some(url) => format!("events POSTed to {}", without_credentials(url)),
+        None => "no events sent (set NOTIFY_URL)".to_owned(),
+    };
     let api = settings.api_config().await?;
     let sweep_policy =
         kode::config::sweep_policy_from_env().map_err(|e| CliError::Usage(e.to_string()))?;
@@ -147,13 +178,14 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> Result<(), CliError> {
         },
         sweep_interval: Some(args.sweep_interval).filter(|i| !i.is_zero()),
         sweep_policy,
+        notify,
     })
     .await?;
 
     eprintln!(
         "kode serve: receiving pushes at {url} (give KODE {url}?token=<PUSH_TOKEN>), \
          health at http://{addr}/healthz; KODE API {kode_url}; data in {dir}; \
-         {workers} workers; {sweep}. Ctrl-C stops.",
+         {workers} workers; {sweep}; {events}. Ctrl-C stops.",
         url = pipeline.push_url(),
         addr = pipeline.addr(),
         dir = pipeline.data_dir().display(),
@@ -177,6 +209,50 @@ pub async fn run(args: ServeArgs, global: &GlobalArgs) -> Result<(), CliError> {
         stopped.released
     );
     Ok(())
+}
+
+/// Events go to `--notify-url` signed with NOTIFY_SECRET; one without the
+/// other is a mistake worth stopping for.
+fn notify(
+    url: Option<&url::Url>,
+    settings: &Settings,
+    options: DeliveryOptions,
+) -> Result<Notify, CliError> {
+    let secret = settings.value("NOTIFY_SECRET");
+    match (url, secret) {
+        (None, None) => Ok(Notify::Off),
+        (None, Some(_)) => Err(CliError::Usage(
+            "NOTIFY_SECRET is set but not NOTIFY_URL (--notify-url): where should events go?"
+                .into(),
+        )),
+        (Some(_), None) => Err(CliError::Usage(
+            "--notify-url needs NOTIFY_SECRET (whsec_ + base64 of at least 24 random bytes, \
+             e.g. whsec_$(openssl rand -base64 32)) to sign the events"
+                .into(),
+        )),
+        (Some(url), Some(secret)) => {
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(CliError::invalid("--notify-url", "must be an http(s) URL"));
+            }
+            let secret =
+                NotifySecret::parse(&secret).map_err(|e| CliError::invalid("NOTIFY_SECRET", e))?;
+            Ok(Notify::Webhook {
+                url: url.clone(),
+                secret,
+                options,
+            })
+        }
+    }
+}
+
+/// The URL as it may be shown: no user, password, query or fragment.
+fn without_credentials(url: &url::Url) -> String {
+    format!(
+        "{}://{}{}",
+        url.scheme(),
+        url.host_str().unwrap_or(""),
+        url.port().map(|p| format!(":{p}")).unwrap_or_default()
+    ) + url.path()
 }
 
 /// Waits for SIGINT or SIGTERM; returns which.

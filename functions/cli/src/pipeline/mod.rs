@@ -17,10 +17,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
+use kode::announce::{Announcer, NotifySecret, WebhookAnnouncer, WebhookSender};
 use kode::api::{ApiConfig, ApiError, KodeClient};
 use kode::intake::{Intake, PushSecret};
-use kode::process::Processor;
-use kode::store::local::{DiskBlobs, QueueOptions, SqliteLedger, SqliteQueue};
+use kode::process::{Announcing, Processor};
+use kode::store::local::{
+    DeliveryOptions, DiskBlobs, QueueOptions, SqliteDeliveries, SqliteLedger, SqliteQueue,
+};
 use kode::store::StoreError;
 use kode::sync::FailedPolicy;
 use kode::sync::SweepPolicy;
@@ -48,6 +51,20 @@ pub struct PipelineConfig {
     /// How often open orders are swept (`None`: never).
     pub sweep_interval: Option<Duration>,
     pub sweep_policy: SweepPolicy,
+    pub notify: Notify,
+}
+
+/// Where the downstream events go.
+pub enum Notify {
+    Off,
+    /// Signed POSTs to a receiver, through the delivery queue.
+    Webhook {
+        url: url::Url,
+        secret: NotifySecret,
+        options: DeliveryOptions,
+    },
+    /// To an announcer of the caller's (the demo shows the events).
+    To(Arc<dyn Announcer>),
 }
 
 /// Why the pipeline could not start.
@@ -79,6 +96,8 @@ pub enum PipelineError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot set up event delivery: {0}")]
+    Notify(String),
 }
 
 impl PipelineError {
@@ -91,7 +110,9 @@ impl PipelineError {
             // Not until someone stops the other instance: trying again
             // changes nothing by itself.
             PipelineError::InUse { .. } => false,
-            PipelineError::DataDir { .. } | PipelineError::Lock { .. } => false,
+            PipelineError::DataDir { .. }
+            | PipelineError::Lock { .. }
+            | PipelineError::Notify(_) => false,
         }
     }
 }
@@ -140,6 +161,8 @@ pub struct Pipeline {
     /// Each worker ends telling whether it had to release a message.
     workers: Vec<JoinHandle<bool>>,
     sweeper: Option<JoinHandle<()>>,
+    /// The webhook sender, if events are posted.
+    sender: Option<(watch::Sender<bool>, JoinHandle<()>)>,
 }
 
 /// What a shutdown did.
@@ -169,16 +192,41 @@ impl Pipeline {
         }
 
         let kode = KodeClient::new(config.api)?;
-        let processor = Arc::new(
-            Processor::new(
-                Arc::new(kode),
-                Arc::new(blobs.clone()),
-                Arc::new(ledger.clone()),
-                config.download_concurrency.max(1),
-            )
-            .with_failed_policy(config.failed)
-            .with_sweep_policy(config.sweep_policy),
-        );
+        let mut processor = Processor::new(
+            Arc::new(kode),
+            Arc::new(blobs.clone()),
+            Arc::new(ledger.clone()),
+            config.download_concurrency.max(1),
+        )
+        .with_failed_policy(config.failed)
+        .with_sweep_policy(config.sweep_policy);
+        let mut sender = None;
+        match config.notify {
+            Notify::Off => {}
+            Notify::To(announcer) => {
+                processor = processor.with_announcing(Announcing {
+                    announcer,
+                    bucket: None,
+                });
+            }
+            Notify::Webhook {
+                url,
+                secret,
+                options,
+            } => {
+                let deliveries =
+                    SqliteDeliveries::open(data_dir.join(SqliteDeliveries::FILE), options).await?;
+                processor = processor.with_announcing(Announcing {
+                    announcer: Arc::new(WebhookAnnouncer::new(deliveries.clone())),
+                    bucket: None,
+                });
+                let webhook = WebhookSender::new(deliveries, url, secret)
+                    .map_err(|e| PipelineError::Notify(e.to_string()))?;
+                let (stop, stopped) = watch::channel(false);
+                sender = Some((stop, tokio::spawn(webhook.run(stopped))));
+            }
+        }
+        let processor = Arc::new(processor);
         let intake = Arc::new(Intake::new(Arc::new(queue.clone()), config.push_secret));
 
         let listen_error = |source| PipelineError::Listen {
@@ -237,6 +285,7 @@ impl Pipeline {
             abort,
             workers,
             sweeper,
+            sender,
         })
     }
 
@@ -286,6 +335,16 @@ impl Pipeline {
             }
         };
         let released = ended.into_iter().filter(|r| matches!(r, Ok(true))).count();
+        // Deliveries not made stay queued for the next start.
+        if let Some((stop, mut sender)) = self.sender {
+            stop.send_replace(true);
+            if tokio::time::timeout_at(deadline, &mut sender)
+                .await
+                .is_err()
+            {
+                sender.abort();
+            }
+        }
         // Pushes still being received get what is left of the grace period.
         let mut http = self.http;
         if tokio::time::timeout_at(deadline, &mut http).await.is_err() {

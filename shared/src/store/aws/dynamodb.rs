@@ -5,6 +5,7 @@
 //! was deleted. Reads are strongly consistent: the processor decides what to
 //! download from them right after a previous run's writes.
 
+mod announcements;
 mod items;
 
 use async_trait::async_trait;
@@ -16,6 +17,7 @@ use aws_sdk_dynamodb::types::{
 use std::collections::BTreeMap;
 
 use super::sdk_error::classify;
+use crate::events::{Event, EventScope};
 use crate::model::{
     recorded_text, AssetId, AssetRecord, AssetState, FailedAttempt, MessageRecord, OrderId,
     OrderRecord,
@@ -109,7 +111,11 @@ impl Ledger for DynamoLedger {
             .transpose()
     }
 
-    async fn record_stored(&self, record: &AssetRecord) -> Result<RecordOutcome, StoreError> {
+    async fn record_stored_announcing(
+        &self,
+        record: &AssetRecord,
+        announce: Option<&Event>,
+    ) -> Result<RecordOutcome, StoreError> {
         if !record.is_storable() {
             return Err(StoreError::Permanent(format!(
                 "record_stored needs a STORED record with a key (order {}, asset {})",
@@ -141,7 +147,7 @@ impl Ledger for DynamoLedger {
             .condition_expression("attribute_not_exists(purgedAt)")
             .build()
             .map_err(invalid)?;
-        let result = self
+        let mut transaction = self
             .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(put).build())
@@ -149,9 +155,12 @@ impl Ledger for DynamoLedger {
                 TransactWriteItem::builder()
                     .condition_check(not_purged)
                     .build(),
-            )
-            .send()
-            .await;
+            );
+        // The announcement, if any, is written with the fact it reports.
+        if let Some(event) = announce {
+            transaction = transaction.transact_items(self.announcement_put(event, &what)?);
+        }
+        let result = transaction.send().await;
         match result {
             Ok(_) => return Ok(RecordOutcome::Recorded),
             Err(err) if err.code() == Some("TransactionCanceledException") => {}
@@ -233,12 +242,20 @@ impl Ledger for DynamoLedger {
         }
     }
 
-    async fn mark_deleted(
+    async fn mark_deleted_announcing(
         &self,
         order: OrderId,
         asset: &AssetId,
         at: &str,
+        announce: Option<&Event>,
     ) -> Result<RecordOutcome, StoreError> {
+        if let Some(event) = announce {
+            if self.delete_announcing(order, asset, at, event).await? {
+                return Ok(RecordOutcome::Recorded);
+            }
+            // Not a stored asset: already deleted, or a tombstone to create
+            // (which announces nothing).
+        }
         let pk = items::order_pk(order);
         let sk = items::asset_sk(asset);
         let what = format!("UpdateItem {pk}/{sk} (delete)");
@@ -348,7 +365,11 @@ impl Ledger for DynamoLedger {
         Ok(())
     }
 
-    async fn record_message(&self, message: &MessageRecord) -> Result<RecordOutcome, StoreError> {
+    async fn record_message_announcing(
+        &self,
+        message: &MessageRecord,
+        announce: Option<&Event>,
+    ) -> Result<RecordOutcome, StoreError> {
         let what = format!(
             "PutItem {}/{}",
             items::message_pk(&message.id),
@@ -359,15 +380,25 @@ impl Ledger for DynamoLedger {
                 "{what}: a distributor message needs an id and an event action"
             )));
         }
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(items::message_item(message)))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        Ok(if applied(result, &what)? {
+        let item = items::message_item(message);
+        let recorded = match announce {
+            None => {
+                let result = self
+                    .client
+                    .put_item()
+                    .table_name(&self.table)
+                    .set_item(Some(item))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .send()
+                    .await;
+                applied(result, &what)?
+            }
+            Some(event) => {
+                let put = self.put(item, Some("attribute_not_exists(pk)"), None)?;
+                self.write_announcing(put, event, &what).await?
+            }
+        };
+        Ok(if recorded {
             RecordOutcome::Recorded
         } else {
             RecordOutcome::AlreadyRecorded
@@ -568,6 +599,18 @@ impl Ledger for DynamoLedger {
             .await;
         // Not applied: there were no misses to forget.
         applied(result, &what).map(|_| ())
+    }
+
+    async fn record_announcement(&self, event: &Event) -> Result<RecordOutcome, StoreError> {
+        self.remember(event).await
+    }
+
+    async fn pending_announcements(&self, scope: EventScope) -> Result<Vec<Event>, StoreError> {
+        self.pending(scope).await
+    }
+
+    async fn announcement_sent(&self, event: &Event, at: &str) -> Result<(), StoreError> {
+        self.sent(event, at).await
     }
 }
 

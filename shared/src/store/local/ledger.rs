@@ -1,7 +1,9 @@
 //! The ledger in SQLite: the records of the DynamoDB ledger as tables
-//! (`assets`, `orders`, `messages`, `order_holds`), with the same
-//! conditional semantics. The open orders are an index on
+//! (`assets`, `orders`, `messages`, `order_holds`, `announcements`), with
+//! the same conditional semantics. The open orders are an index on
 //! `orders.sweep_until`.
+
+mod announcements;
 
 use std::path::Path;
 
@@ -9,6 +11,7 @@ use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, Row, TransactionBehavior};
 
 use super::{sql_error, to_sql_int, Db};
+use crate::events::{Event, EventScope};
 use crate::model::{
     recorded_text, AssetFailure, AssetRecord, AssetState, FailedAttempt, MessageRecord, ObjectKey,
     OrderRecord,
@@ -76,6 +79,16 @@ CREATE TABLE IF NOT EXISTS messages (
     received_at         TEXT NOT NULL,
     PRIMARY KEY (id, event_action)
 );
+CREATE TABLE IF NOT EXISTS announcements (
+    event_id   TEXT PRIMARY KEY,
+    scope      TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    timestamp  TEXT NOT NULL,
+    data       TEXT NOT NULL,
+    sent_at    TEXT
+);
+CREATE INDEX IF NOT EXISTS announcements_pending
+    ON announcements (scope) WHERE sent_at IS NULL;
 ";
 
 const ASSET_COLUMNS: &str = "order_id, asset_id, state, object_key, sub_order_id, order_line_id, \
@@ -229,7 +242,11 @@ impl Ledger for SqliteLedger {
             .await
     }
 
-    async fn record_stored(&self, record: &AssetRecord) -> Result<RecordOutcome, StoreError> {
+    async fn record_stored_announcing(
+        &self,
+        record: &AssetRecord,
+        announce: Option<&Event>,
+    ) -> Result<RecordOutcome, StoreError> {
         if !record.is_storable() {
             return Err(StoreError::Permanent(format!(
                 "record_stored needs a STORED record with a key (order {}, asset {})",
@@ -247,6 +264,7 @@ impl Ledger for SqliteLedger {
             .transpose()?;
         let bytes = record.bytes.map(|b| to_sql_int(b, "size")).transpose()?;
         let r = record.clone();
+        let announce = announce.cloned();
         self.db
             .call(move |conn| {
                 let tx = conn
@@ -285,6 +303,7 @@ impl Ledger for SqliteLedger {
                             ],
                         )
                         .map_err(sql_error)?;
+                        announcements::insert(&tx, announce.as_ref())?;
                         RecordOutcome::Recorded
                     }
                 };
@@ -294,15 +313,17 @@ impl Ledger for SqliteLedger {
             .await
     }
 
-    async fn mark_deleted(
+    async fn mark_deleted_announcing(
         &self,
         order: OrderId,
         asset: &AssetId,
         at: &str,
+        announce: Option<&Event>,
     ) -> Result<RecordOutcome, StoreError> {
         let order = to_sql_int(order.0, "order id")?;
         let asset = asset.clone();
         let at = at.to_owned();
+        let announce = announce.cloned();
         self.db
             .call(move |conn| {
                 let tx = conn
@@ -319,6 +340,7 @@ impl Ledger for SqliteLedger {
                             params![order, asset.as_str(), at],
                         )
                         .map_err(sql_error)?;
+                        announcements::insert(&tx, announce.as_ref())?;
                         RecordOutcome::Recorded
                     }
                     None => {
@@ -428,16 +450,24 @@ impl Ledger for SqliteLedger {
             .await
     }
 
-    async fn record_message(&self, message: &MessageRecord) -> Result<RecordOutcome, StoreError> {
+    async fn record_message_announcing(
+        &self,
+        message: &MessageRecord,
+        announce: Option<&Event>,
+    ) -> Result<RecordOutcome, StoreError> {
         if message.id.is_empty() || message.event_action.is_empty() {
             return Err(StoreError::Permanent(
                 "a distributor message needs an id and an event action".into(),
             ));
         }
         let m = message.clone();
+        let announce = announce.cloned();
         self.db
             .call(move |conn| {
-                let inserted = conn
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sql_error)?;
+                let inserted = tx
                     .execute(
                         &format!(
                             "INSERT INTO messages ({MESSAGE_COLUMNS}) \
@@ -457,6 +487,10 @@ impl Ledger for SqliteLedger {
                         ],
                     )
                     .map_err(sql_error)?;
+                if inserted == 1 {
+                    announcements::insert(&tx, announce.as_ref())?;
+                }
+                tx.commit().map_err(sql_error)?;
                 Ok(if inserted == 1 {
                     RecordOutcome::Recorded
                 } else {
@@ -493,6 +527,32 @@ impl Ledger for SqliteLedger {
                     .map_err(sql_error)?;
                 rows.collect::<Result<_, _>>().map_err(sql_error)
             })
+            .await
+    }
+
+    async fn record_announcement(&self, event: &Event) -> Result<RecordOutcome, StoreError> {
+        let event = event.clone();
+        self.db
+            .call(move |conn| {
+                Ok(if announcements::insert(conn, Some(&event))? {
+                    RecordOutcome::Recorded
+                } else {
+                    RecordOutcome::AlreadyRecorded
+                })
+            })
+            .await
+    }
+
+    async fn pending_announcements(&self, scope: EventScope) -> Result<Vec<Event>, StoreError> {
+        self.db
+            .call(move |conn| announcements::pending(conn, scope))
+            .await
+    }
+
+    async fn announcement_sent(&self, event: &Event, at: &str) -> Result<(), StoreError> {
+        let (event, at) = (event.clone(), at.to_owned());
+        self.db
+            .call(move |conn| announcements::sent(conn, &event, &at))
             .await
     }
 

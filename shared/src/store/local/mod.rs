@@ -1,6 +1,7 @@
 //! Embedded adapters of the storage ports for `kode serve`: files on disk
-//! ([`DiskBlobs`]), the ledger in SQLite ([`SqliteLedger`]) and a durable
-//! FIFO queue in SQLite ([`SqliteQueue`]).
+//! ([`DiskBlobs`]), the ledger in SQLite ([`SqliteLedger`]), a durable
+//! FIFO queue in SQLite ([`SqliteQueue`]) and the webhook delivery queue
+//! ([`SqliteDeliveries`]).
 //!
 //! SQLite calls block, so each adapter owns one connection behind a mutex and
 //! runs every call on tokio's blocking pool. The databases use WAL with
@@ -8,6 +9,7 @@
 //! which is what lets the webhook answer 200 right after `send`.
 
 mod blobs;
+mod deliveries;
 mod ledger;
 mod queue;
 
@@ -20,6 +22,7 @@ use rusqlite::{Connection, ErrorCode};
 use super::StoreError;
 
 pub use blobs::DiskBlobs;
+pub use deliveries::{DeadDelivery, Delivery, DeliveryFailure, DeliveryOptions, SqliteDeliveries};
 pub use ledger::{LedgerTotals, SqliteLedger};
 pub use queue::{ClaimedMessage, DeadLetter, FailOutcome, QueueOptions, SqliteQueue};
 

@@ -1,0 +1,330 @@
+//! Downstream events of the orchestration, with the in-memory ledger and a
+//! bus that can refuse.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::fakes::{FakeKode, MemAnnouncer, MemBlobs, MemLedger};
+use super::*;
+use crate::events::{Event, EventData, EventType};
+use crate::model::DistributorMessage;
+
+struct World {
+    kode: Arc<FakeKode>,
+    blobs: Arc<MemBlobs>,
+    ledger: Arc<MemLedger>,
+    bus: Arc<MemAnnouncer>,
+    processor: Processor,
+}
+
+fn world() -> World {
+    let kode = Arc::new(FakeKode::default());
+    let blobs = Arc::new(MemBlobs::default());
+    let ledger = Arc::new(MemLedger::default());
+    let bus = Arc::new(MemAnnouncer::default());
+    let processor = Processor::new(kode.clone(), blobs.clone(), ledger.clone(), 2).with_announcing(
+        Announcing {
+            announcer: bus.clone(),
+            bucket: Some("assets".into()),
+        },
+    );
+    World {
+        kode,
+        blobs,
+        ledger,
+        bus,
+        processor,
+    }
+}
+
+fn asset(id: &str, status: &str) -> Value {
+    json!({
+        "id": id,
+        "filename": format!("{id}.pdf"),
+        "downloadUrl": format!("https://kode.test/files/{id}"),
+        "assetStatus": status,
+    })
+}
+
+impl World {
+    /// Order 7, sub-order 11 with these assets.
+    fn order(&self, assets: &[Value]) {
+        for a in assets {
+            let (id, url) = (
+                a["id"].as_str().unwrap(),
+                a["downloadUrl"].as_str().unwrap(),
+            );
+            self.kode
+                .add_file(url, format!("content of {id}").as_bytes());
+        }
+        let order = json!({"id": 7, "orders": [{"id": 11, "assets": assets}]});
+        self.kode.set_order(serde_json::from_value(order).unwrap());
+    }
+
+    async fn push(&self, status: &str) -> Result<SyncReport, ProcessError> {
+        let push = OrderPush {
+            order_id: OrderId(7),
+            status: PushStatus::parse(status),
+            reference: Some("OPPDRAG-1".into()),
+            technical_reference: None,
+        };
+        let deadline = Deadline::after(Duration::from_secs(60));
+        self.processor.sync_order(&push, deadline).await
+    }
+
+    /// The ids announced, in order.
+    fn announced(&self) -> Vec<String> {
+        self.bus.taken().into_iter().map(|e| e.id.0).collect()
+    }
+
+    fn announced_of(&self, event_type: EventType) -> Vec<Event> {
+        let taken = self.bus.taken();
+        taken
+            .into_iter()
+            .filter(|e| e.event_type() == event_type)
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn each_stored_file_is_announced_once_with_the_key_and_digest_of_the_stored_object() {
+    let w = world();
+    w.order(&[asset("a1", "OK"), asset("a2", "OK")]);
+    w.push("NEW").await.unwrap();
+
+    let stored = w.announced_of(EventType::AssetStored);
+    assert_eq!(stored.len(), 2);
+    for event in &stored {
+        let EventData::AssetStored(data) = &event.data else {
+            unreachable!()
+        };
+        let content = w
+            .blobs
+            .content(data.key.as_str())
+            .expect("the stored object");
+        assert_eq!(data.sha256, hex::encode(Sha256::digest(&content)));
+        assert_eq!(data.bytes, content.len() as u64);
+        assert_eq!(data.reference.as_deref(), Some("OPPDRAG-1"));
+        assert_eq!(data.bucket.as_deref(), Some("assets"));
+        assert_eq!(event.id.0, format!("7:{}:stored", data.asset_id));
+    }
+    assert!(w.ledger.pending().is_empty(), "cleared once taken");
+
+    w.push("UPDATED").await.unwrap();
+    assert_eq!(w.announced().len(), 2, "a redelivery announces nothing new");
+}
+
+#[tokio::test]
+async fn a_withdrawn_file_is_announced_deleted_and_a_never_stored_one_is_not() {
+    let w = world();
+    w.order(&[asset("a1", "OK")]);
+    w.push("NEW").await.unwrap();
+    w.order(&[asset("a1", "DELETED"), asset("never", "DELETED")]);
+    w.push("UPDATED").await.unwrap();
+
+    let deleted = w.announced_of(EventType::AssetDeleted);
+    assert_eq!(deleted.len(), 1);
+    assert_eq!(
+        deleted[0].data_json(),
+        json!({"eventId": "7:a1:deleted", "orderId": 7, "assetId": "a1", "key": "orders/7/a1/a1.pdf"})
+    );
+}
+
+#[tokio::test]
+async fn order_completed_is_announced_once_after_two_finished_pushes() {
+    let w = world();
+    w.order(&[asset("a1", "OK"), asset("a2", "OK")]);
+    w.push("FINISHED").await.unwrap();
+    w.push("FINISHED").await.unwrap();
+
+    let completed = w.announced_of(EventType::OrderCompleted);
+    assert_eq!(completed.len(), 1);
+    assert_eq!(
+        completed[0].data_json(),
+        json!({
+            "eventId": "7:completed",
+            "orderId": 7,
+            "reference": "OPPDRAG-1",
+            "files": 2,
+            "keys": ["orders/7/a1/a1.pdf", "orders/7/a2/a2.pdf"],
+        })
+    );
+    assert!(w.ledger.pending().is_empty());
+}
+
+#[tokio::test]
+async fn order_completed_waits_until_every_ok_file_is_stored() {
+    let w = world();
+    w.order(&[asset("a1", "OK"), asset("a2", "OK")]);
+    w.kode
+        .truncated
+        .lock()
+        .unwrap()
+        .insert("https://kode.test/files/a2".into());
+    w.push("FINISHED").await.unwrap_err();
+    assert!(w.announced_of(EventType::OrderCompleted).is_empty());
+    assert_eq!(
+        w.announced(),
+        ["7:a1:stored"],
+        "what was stored is announced anyway"
+    );
+
+    w.kode.truncated.lock().unwrap().clear();
+    w.push("FINISHED").await.unwrap();
+    assert_eq!(w.announced(), ["7:a1:stored", "7:a2:stored", "7:completed"]);
+}
+
+#[tokio::test]
+async fn a_finished_order_completes_with_a_later_push() {
+    let w = world();
+    // FINISHED while KODE still lists a file it later withdraws: a1 was
+    // deleted earlier, so the order is not complete...
+    w.order(&[asset("a1", "DELETED")]);
+    w.push("UPDATED").await.unwrap();
+    w.order(&[asset("a1", "OK"), asset("a2", "OK")]);
+    w.push("FINISHED").await.unwrap();
+    assert!(w.announced_of(EventType::OrderCompleted).is_empty());
+    // ...until KODE shows it deleted again.
+    w.order(&[asset("a1", "DELETED"), asset("a2", "OK")]);
+    w.push("UPDATED").await.unwrap();
+    let completed = w.announced_of(EventType::OrderCompleted);
+    assert_eq!(completed.len(), 1);
+    let EventData::OrderCompleted(data) = &completed[0].data else {
+        unreachable!()
+    };
+    assert_eq!(data.files, 1);
+}
+
+#[tokio::test]
+async fn a_cancelled_order_is_announced_purged_once_with_the_removed_files() {
+    let w = world();
+    w.order(&[asset("gone", "OK"), asset("a1", "OK"), asset("a2", "OK")]);
+    w.push("NEW").await.unwrap();
+    w.order(&[
+        asset("gone", "DELETED"),
+        asset("a1", "OK"),
+        asset("a2", "OK"),
+    ]);
+    w.push("UPDATED").await.unwrap();
+    w.push("CANCELLED").await.unwrap();
+    w.push("CANCELLED").await.unwrap();
+
+    let purged = w.announced_of(EventType::OrderPurged);
+    assert_eq!(purged.len(), 1);
+    assert_eq!(
+        purged[0].data_json(),
+        json!({
+            "eventId": "7:purged",
+            "orderId": 7,
+            "status": "CANCELLED",
+            "files": 2,
+            "keys": ["orders/7/a1/a1.pdf", "orders/7/a2/a2.pdf"],
+        }),
+        "the file withdrawn before the purge is not the purge's"
+    );
+    assert_eq!(w.announced_of(EventType::AssetDeleted).len(), 3);
+    assert!(w.blobs.keys().is_empty());
+}
+
+#[tokio::test]
+async fn an_announcement_that_fails_once_is_made_by_the_next_run() {
+    let w = world();
+    w.order(&[asset("a1", "OK")]);
+    w.bus.refuse.store(1, Ordering::SeqCst);
+    let report = w
+        .push("NEW")
+        .await
+        .expect("a failed announcement never fails the push");
+    assert_eq!(names(&report.stored), ["a1"]);
+    assert!(w.announced().is_empty());
+    let pending: Vec<String> = w.ledger.pending().into_iter().map(|e| e.id.0).collect();
+    assert_eq!(pending, ["7:a1:stored"], "remembered in the ledger");
+
+    w.push("UPDATED").await.unwrap();
+    assert_eq!(w.announced(), ["7:a1:stored"]);
+    assert!(w.ledger.pending().is_empty());
+    w.push("UPDATED").await.unwrap();
+    assert_eq!(w.announced(), ["7:a1:stored"], "and only once");
+}
+
+#[tokio::test]
+async fn without_an_announcer_nothing_is_remembered() {
+    let kode = Arc::new(FakeKode::default());
+    let ledger = Arc::new(MemLedger::default());
+    let w = World {
+        processor: Processor::new(
+            kode.clone(),
+            Arc::new(MemBlobs::default()),
+            ledger.clone(),
+            2,
+        ),
+        kode,
+        blobs: Arc::new(MemBlobs::default()),
+        ledger,
+        bus: Arc::new(MemAnnouncer::default()),
+    };
+    w.order(&[asset("a1", "OK")]);
+    w.push("FINISHED").await.unwrap();
+    w.push("CANCELLED").await.unwrap();
+    assert!(w.ledger.announcements.lock().unwrap().is_empty());
+    assert!(w
+        .processor
+        .failed_event(OrderId(7), &AssetId::from("a1"), "x", 1, "t")
+        .is_none());
+}
+
+#[tokio::test]
+async fn a_distributor_message_is_announced_once_as_received() {
+    let w = world();
+    let body = include_str!("../../tests/fixtures/distributor_message.json");
+    let Push::Distributor(message) = Push::from_slice(body.as_bytes()).unwrap() else {
+        unreachable!()
+    };
+    let message: DistributorMessage = message;
+    w.processor
+        .store_message(&message, "2024-03-09T10:00:00Z")
+        .await
+        .unwrap();
+    w.processor
+        .store_message(&message, "2024-03-09T10:05:00Z")
+        .await
+        .unwrap();
+
+    let announced = w.announced_of(EventType::DistributorMessage);
+    assert_eq!(announced.len(), 1);
+    let data = announced[0].data_json();
+    assert_eq!(
+        data["message"],
+        "Planregisteret er utilgjengelig lørdag 08-12."
+    );
+    assert_eq!(data["municipalityNumber"], "0301");
+    assert_eq!(data["eventAction"], "Created");
+}
+
+#[test]
+fn the_failed_event_for_the_failed_state_is_made_only_when_announcing() {
+    let w = world();
+    let event = w
+        .processor
+        .failed_event(
+            OrderId(7),
+            &AssetId::from("a1"),
+            "404 Not Found",
+            5,
+            "2024-05-01T10:00:00Z",
+        )
+        .unwrap();
+    assert_eq!(event.id.0, "7:a1:failed:2024-05-01T10:00:00Z");
+    assert_eq!(
+        event.data_json(),
+        json!({"eventId": event.id.0, "orderId": 7, "assetId": "a1", "reason": "404 Not Found", "attempts": 5})
+    );
+}
+
+fn names(ids: &[AssetId]) -> Vec<&str> {
+    ids.iter().map(AssetId::as_str).collect()
+}
