@@ -167,15 +167,17 @@ async fn order_completed_waits_until_every_ok_file_is_stored() {
         .insert("https://kode.test/files/a2".into());
     w.push("FINISHED").await.unwrap_err();
     assert!(w.announced_of(EventType::OrderCompleted).is_empty());
-    assert_eq!(
-        w.announced(),
-        ["7:a1:stored"],
-        "what was stored is announced anyway"
-    );
+    // What was stored is announced anyway, and so is the file that turned
+    // FAILED (a cut-off body: it is retried with the push).
+    let first = w.announced();
+    assert!(first.contains(&"7:a1:stored".to_owned()), "{first:?}");
+    assert_eq!(w.announced_of(EventType::AssetFailed).len(), 1, "{first:?}");
+    assert_eq!(first.len(), 2, "{first:?}");
 
     w.kode.truncated.lock().unwrap().clear();
     w.push("FINISHED").await.unwrap();
-    assert_eq!(w.announced(), ["7:a1:stored", "7:a2:stored", "7:completed"]);
+    let all = w.announced();
+    assert_eq!(&all[2..], ["7:a2:stored", "7:completed"], "{all:?}");
 }
 
 #[tokio::test]
