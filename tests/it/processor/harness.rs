@@ -76,7 +76,18 @@ impl Env {
         let aws = support::aws_config().await;
         let fake = FakeKode::start().await;
 
-        let s3 = kode::aws::s3_client(&aws);
+        // moto answers a wrong CRC64NVME for multipart objects, which the
+        // SDK would refuse when the tests read them back (the processor
+        // itself never reads objects).
+        let s3 = aws_sdk_s3::Client::from_conf(
+            kode::aws::s3_client(&aws)
+                .config()
+                .to_builder()
+                .response_checksum_validation(
+                    aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
+                )
+                .build(),
+        );
         let bucket = support::unique_name("processor");
         s3.create_bucket()
             .bucket(&bucket)
