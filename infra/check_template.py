@@ -135,7 +135,7 @@ REQUIRED_ALARMS: dict[str, dict] = {
 DASHBOARD_METRICS = [
     "PushesAccepted", "PushesUnauthorized", "PushesInvalid", "PushesTooLarge", "PushesQueueFailed",
     "AssetsStored", "BytesStored", "AssetsDeleted", "AssetsFailed", "Failures", "PushLagMs",
-    "RecordsDeferred", "ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage",
+    "RecordsDeferred", "OrdersSwept", "ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage",
     "Duration", "Errors", "Throttles", "ConcurrentExecutions",
 ]  # fmt: skip
 

@@ -190,30 +190,49 @@ impl Processor {
                 return;
             }
         };
-        if pending.is_empty() {
-            return;
+        let mut left = 0;
+        if !pending.is_empty() {
+            let results = announcing.announcer.announce(&pending).await;
+            let now = now_rfc3339();
+            for (event, result) in pending.iter().zip(results) {
+                let cleared = match result {
+                    Ok(()) => self.ledger.announcement_sent(event, &now).await,
+                    Err(e) => {
+                        left += 1;
+                        warn!(action = "announce_failed", orderId = order.as_deref(), eventId = %event.id, retryable = e.is_retryable(), error = %e, "event not announced; the next run of the order tries again");
+                        continue;
+                    }
+                };
+                match cleared {
+                    Ok(()) => {
+                        info!(action = "event_announced", orderId = order.as_deref(), eventId = %event.id, eventType = %event.event_type(), "event announced")
+                    }
+                    // Announced but still pending: announced again next run,
+                    // a duplicate the stable id lets consumers drop.
+                    Err(e) => {
+                        left += 1;
+                        warn_uncleared(event, &e)
+                    }
+                }
+            }
         }
-        let results = announcing.announcer.announce(&pending).await;
-        let now = now_rfc3339();
-        for (event, result) in pending.iter().zip(results) {
-            let cleared = match result {
-                Ok(()) => self.ledger.announcement_sent(event, &now).await,
-                Err(e) => {
-                    warn!(action = "announce_failed", orderId = order.as_deref(), eventId = %event.id, retryable = e.is_retryable(), error = %e, "event not announced; the next run of the order tries again");
-                    continue;
-                }
+        // An order with events still to announce stays open, so the sweep
+        // runs it (and announces them) even if no push comes.
+        if let EventScope::Order(id) = scope {
+            let held = if left > 0 {
+                self.ledger.hold_open(id, EVENTS_HOLD).await
+            } else {
+                self.ledger.release_hold(id, EVENTS_HOLD).await
             };
-            match cleared {
-                Ok(()) => {
-                    info!(action = "event_announced", orderId = order.as_deref(), eventId = %event.id, eventType = %event.event_type(), "event announced")
-                }
-                // Announced but still pending: announced again next run,
-                // a duplicate the stable id lets consumers drop.
-                Err(e) => warn_uncleared(event, &e),
+            if let Err(e) = held {
+                warn!(action = "announce_hold_failed", orderId = order.as_deref(), error = %e, "could not record whether events are still to announce");
             }
         }
     }
 }
+
+/// The sweep hold of an order with events still to announce.
+const EVENTS_HOLD: &str = "events";
 
 fn warn_uncleared(event: &Event, e: &StoreError) {
     warn!(action = "announce_uncleared", eventId = %event.id, error = %e, "event announced but still marked pending; it will be announced again");

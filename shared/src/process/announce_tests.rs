@@ -245,10 +245,16 @@ async fn an_announcement_that_fails_once_is_made_by_the_next_run() {
     assert!(w.announced().is_empty());
     let pending: Vec<String> = w.ledger.pending().into_iter().map(|e| e.id.0).collect();
     assert_eq!(pending, ["7:a1:stored"], "remembered in the ledger");
+    let events_hold = (OrderId(7), "events".to_owned());
+    assert!(
+        w.ledger.holds.lock().unwrap().contains(&events_hold),
+        "held open for the sweep while an event waits"
+    );
 
     w.push("UPDATED").await.unwrap();
     assert_eq!(w.announced(), ["7:a1:stored"]);
     assert!(w.ledger.pending().is_empty());
+    assert!(!w.ledger.holds.lock().unwrap().contains(&events_hold));
     w.push("UPDATED").await.unwrap();
     assert_eq!(w.announced(), ["7:a1:stored"], "and only once");
 }

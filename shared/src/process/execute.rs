@@ -271,8 +271,9 @@ impl Processor {
             info!(action = "asset_skipped", orderId = %d.meta.order_id, assetId = %d.asset_id, reason = "settled by a concurrent run", "asset skipped");
             return Ok(Fetched::AlreadyRecorded);
         };
-        if attempts == 1 {
-            // Announced once, when the file first turns FAILED.
+        if attempts == 1 || attempts > self.failed.max_attempts {
+            // Announced when the file turns FAILED: first, and again on a
+            // failed retry after it was parked.
             if let Some(event) =
                 self.failed_event(d.meta.order_id, &d.asset_id, &reason, attempts, now)
             {
