@@ -337,6 +337,12 @@ def smoke(run):
         stop_signal=signal.SIGINT,
     )
     wait_for_port(fake_port, fake, "fake-kode")
+    # It listens before it prints what it accepts: wait for its last line.
+    end = time.monotonic() + 10
+    while "Ctrl-C stops." not in run.log_of("fake-kode"):
+        if time.monotonic() > end:
+            raise Failed("fake-kode did not print its credentials within 10 s")
+        time.sleep(0.05)
     printed = dict(
         part.split("=", 1)
         for line in run.log_of("fake-kode").splitlines()
