@@ -11,9 +11,9 @@ use tracing::{info, warn};
 use super::{now_rfc3339, ProcessError, Processor, SyncReport};
 use crate::events::Announcer;
 use crate::events::{self, Event, EventScope};
-use crate::model::{AssetId, OrderId, OrderPush, PushStatus};
+use crate::model::{AssetId, FailedAttempt, OrderId, OrderPush, PushStatus};
 use crate::model::{AssetRecord, AssetState, ObjectKey};
-use crate::store::{RecordOutcome, StoreError};
+use crate::store::{FailedAnnouncement, RecordOutcome, StoreError};
 use crate::sync::{LedgerView, Plan};
 
 /// Where the processor's events go.
@@ -104,20 +104,27 @@ impl Processor {
         })
     }
 
-    /// `asset.failed` for an asset that just turned FAILED, `None` when
-    /// events are off (remembered right after the FAILED record, see
-    /// `execute.rs`).
-    pub fn failed_event(
-        &self,
-        order: OrderId,
-        asset: &AssetId,
-        reason: &str,
-        attempts: u32,
-        failed_at: &str,
-    ) -> Option<Event> {
-        self.announcing
-            .as_ref()
-            .map(|_| events::asset_failed(order, asset, reason, attempts, failed_at))
+    /// What a failed attempt announces, written with the FAILED record:
+    /// `asset.failed` when the file turns FAILED, and again when it fails
+    /// after it was parked ([`crate::sync::FailedPolicy::announces`]); nothing when
+    /// events are off.
+    pub(super) fn failed_announcement(&self, attempt: &FailedAttempt) -> Arc<FailedAnnouncement> {
+        if self.announcing.is_none() {
+            return Arc::new(|_, _| None);
+        }
+        let policy = self.failed;
+        let attempt = attempt.clone();
+        Arc::new(move |before, attempts| {
+            policy.announces(before).then(|| {
+                events::asset_failed(
+                    attempt.order_id,
+                    &attempt.asset_id,
+                    &attempt.reason,
+                    attempts,
+                    &attempt.at,
+                )
+            })
+        })
     }
 
     /// After a successful run: remembers `order.purged` once the purge is
@@ -172,12 +179,12 @@ impl Processor {
     }
 
     /// Announces what the ledger holds for `scope` and clears what was
-    /// taken. Failures are logged, never returned: the events stay pending
-    /// for the next run. Every order run ends with it; a sweep may call it
-    /// for an order (or for distributor messages) on its own.
-    pub async fn announce_pending(&self, scope: EventScope) {
+    /// taken; `true` when nothing is left. Failures are logged, never
+    /// returned: the events stay pending for the next run (and keep their
+    /// order open for the sweep). Every order run ends with it.
+    pub async fn announce_pending(&self, scope: EventScope) -> bool {
         let Some(announcing) = &self.announcing else {
-            return;
+            return true;
         };
         let order = match scope {
             EventScope::Order(order) => Some(order.to_string()),
@@ -187,7 +194,7 @@ impl Processor {
             Ok(pending) => pending,
             Err(e) => {
                 warn!(action = "announce_failed", orderId = order.as_deref(), error = %e, "cannot read pending announcements; the next run tries again");
-                return;
+                return false;
             }
         };
         let mut left = 0;
@@ -216,23 +223,14 @@ impl Processor {
                 }
             }
         }
-        // An order with events still to announce stays open, so the sweep
-        // runs it (and announces them) even if no push comes.
-        if let EventScope::Order(id) = scope {
-            let held = if left > 0 {
-                self.ledger.hold_open(id, EVENTS_HOLD).await
-            } else {
-                self.ledger.release_hold(id, EVENTS_HOLD).await
-            };
-            if let Err(e) = held {
-                warn!(action = "announce_hold_failed", orderId = order.as_deref(), error = %e, "could not record whether events are still to announce");
-            }
-        }
+        left == 0
     }
 }
 
-/// The sweep hold of an order with events still to announce.
-const EVENTS_HOLD: &str = "events";
+/// The hold the version before pending announcements kept orders open
+/// with; they do so by themselves now (see "Open orders" in
+/// `docs/DESIGN.md`). Released by the order's next sweep.
+pub(super) const LEGACY_EVENTS_HOLD: &str = "events";
 
 fn warn_uncleared(event: &Event, e: &StoreError) {
     warn!(action = "announce_uncleared", eventId = %event.id, error = %e, "event announced but still marked pending; it will be announced again");

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use super::fakes::{FakeKode, MemAnnouncer, MemBlobs, MemLedger};
 use super::*;
 use crate::events::{Event, EventData, EventType};
-use crate::model::DistributorMessage;
+use crate::model::{AssetFailure, DistributorMessage, FailedAttempt};
 
 struct World {
     kode: Arc<FakeKode>,
@@ -245,16 +245,10 @@ async fn an_announcement_that_fails_once_is_made_by_the_next_run() {
     assert!(w.announced().is_empty());
     let pending: Vec<String> = w.ledger.pending().into_iter().map(|e| e.id.0).collect();
     assert_eq!(pending, ["7:a1:stored"], "remembered in the ledger");
-    let events_hold = (OrderId(7), "events".to_owned());
-    assert!(
-        w.ledger.holds.lock().unwrap().contains(&events_hold),
-        "held open for the sweep while an event waits"
-    );
 
     w.push("UPDATED").await.unwrap();
     assert_eq!(w.announced(), ["7:a1:stored"]);
     assert!(w.ledger.pending().is_empty());
-    assert!(!w.ledger.holds.lock().unwrap().contains(&events_hold));
     w.push("UPDATED").await.unwrap();
     assert_eq!(w.announced(), ["7:a1:stored"], "and only once");
 }
@@ -279,10 +273,18 @@ async fn without_an_announcer_nothing_is_remembered() {
     w.push("FINISHED").await.unwrap();
     w.push("CANCELLED").await.unwrap();
     assert!(w.ledger.announcements.lock().unwrap().is_empty());
-    assert!(w
-        .processor
-        .failed_event(OrderId(7), &AssetId::from("a1"), "x", 1, "t")
-        .is_none());
+    let announce = w.processor.failed_announcement(&failed_attempt());
+    assert!(announce(None, 1).is_none());
+}
+
+fn failed_attempt() -> FailedAttempt {
+    FailedAttempt {
+        order_id: OrderId(7),
+        asset_id: AssetId::from("a1"),
+        reason: "404 Not Found".into(),
+        at: "2024-05-01T10:00:00Z".into(),
+        transient: false,
+    }
 }
 
 #[tokio::test]
@@ -314,23 +316,28 @@ async fn a_distributor_message_is_announced_once_as_received() {
 }
 
 #[test]
-fn the_failed_event_for_the_failed_state_is_made_only_when_announcing() {
+fn the_failed_event_is_made_when_the_file_turns_failed_and_after_parking_only() {
     let w = world();
-    let event = w
-        .processor
-        .failed_event(
-            OrderId(7),
-            &AssetId::from("a1"),
-            "404 Not Found",
-            5,
-            "2024-05-01T10:00:00Z",
-        )
-        .unwrap();
+    let announce = w.processor.failed_announcement(&failed_attempt());
+    let event = announce(None, 1).expect("turned FAILED");
     assert_eq!(event.id.0, "7:a1:failed:2024-05-01T10:00:00Z");
     assert_eq!(
         event.data_json(),
-        json!({"eventId": event.id.0, "orderId": 7, "assetId": "a1", "reason": "404 Not Found", "attempts": 5})
+        json!({"eventId": event.id.0, "orderId": 7, "assetId": "a1", "reason": "404 Not Found", "attempts": 1})
     );
+    let before = |attempts| AssetFailure {
+        reason: "404 Not Found".into(),
+        attempts,
+        last_attempt_at: "2024-04-30T10:00:00Z".into(),
+        transient: false,
+    };
+    assert!(
+        announce(Some(&before(1)), 2).is_none(),
+        "not on every attempt"
+    );
+    let max = w.processor.failed.max_attempts;
+    let again = announce(Some(&before(max)), max + 1).expect("failed again after parking");
+    assert_eq!(again.data_json()["attempts"], max + 1);
 }
 
 fn names(ids: &[AssetId]) -> Vec<&str> {

@@ -258,34 +258,19 @@ impl Processor {
             at: now.to_owned(),
             transient,
         };
-        let recorded =
-            self.ledger
-                .record_failed(&attempt)
-                .await
-                .map_err(|cause| ProcessError::Store {
-                    order: Some(d.meta.order_id),
-                    cause,
-                })?;
+        let recorded = self
+            .ledger
+            .record_failed_announcing(&attempt, self.failed_announcement(&attempt))
+            .await
+            .map_err(|cause| ProcessError::Store {
+                order: Some(d.meta.order_id),
+                cause,
+            })?;
         let FailedOutcome::Recorded { attempts } = recorded else {
             // Stored or deleted by a concurrent run meanwhile: nothing failed.
             info!(action = "asset_skipped", orderId = %d.meta.order_id, assetId = %d.asset_id, reason = "settled by a concurrent run", "asset skipped");
             return Ok(Fetched::AlreadyRecorded);
         };
-        if attempts == 1 || attempts > self.failed.max_attempts {
-            // Announced when the file turns FAILED: first, and again on a
-            // failed retry after it was parked.
-            if let Some(event) =
-                self.failed_event(d.meta.order_id, &d.asset_id, &reason, attempts, now)
-            {
-                self.ledger
-                    .record_announcement(&event)
-                    .await
-                    .map_err(|cause| ProcessError::Store {
-                        order: Some(d.meta.order_id),
-                        cause,
-                    })?;
-            }
-        }
         let parked = self.failed.parks(attempts, transient);
         warn!(action = "asset_failed", orderId = %d.meta.order_id, assetId = %d.asset_id, reason, transient, attempts, parked, "asset not stored");
         let failed = FailedAsset {

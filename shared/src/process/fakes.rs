@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -19,8 +19,8 @@ use crate::model::{
 };
 use crate::model::{AssetId, Order, OrderId};
 use crate::store::{
-    Blobs, FailedOutcome, Ledger, OpenOrder, PutError, RecordOutcome, StoreError, StoredObject,
-    SweepMiss,
+    Blobs, FailedAnnouncement, FailedOutcome, Ledger, OpenOrder, PutError, RecordOutcome,
+    StoreError, StoredObject, SweepMiss,
 };
 use crate::stream::{ChunkSource, SourceError};
 use crate::Deadline;
@@ -319,24 +319,37 @@ impl Ledger for MemLedger {
         })
     }
 
-    async fn record_failed(&self, attempt: &FailedAttempt) -> Result<FailedOutcome, StoreError> {
+    async fn record_failed_announcing(
+        &self,
+        attempt: &FailedAttempt,
+        announce: Arc<FailedAnnouncement>,
+    ) -> Result<FailedOutcome, StoreError> {
         let mut assets = self.assets.lock().unwrap();
         let id = (attempt.order_id, attempt.asset_id.clone());
-        let record = assets.entry(id).or_insert_with(|| AssetRecord {
-            state: AssetState::Failed,
-            deleted_at: None,
-            ..Self::tombstone(attempt.order_id, &attempt.asset_id, "")
-        });
-        if record.state != AssetState::Failed {
-            return Ok(FailedOutcome::Settled(record.state));
-        }
-        let attempts = record.failure.as_ref().map_or(0, |f| f.attempts) + 1;
-        record.failure = Some(AssetFailure {
-            reason: attempt.reason.clone(),
-            attempts,
-            last_attempt_at: attempt.at.clone(),
-            transient: attempt.transient,
-        });
+        let before = match assets.get(&id) {
+            Some(record) if record.state != AssetState::Failed => {
+                return Ok(FailedOutcome::Settled(record.state))
+            }
+            Some(record) => record.failure.clone(),
+            None => None,
+        };
+        let attempts = before.as_ref().map_or(0, |f| f.attempts) + 1;
+        assets.insert(
+            id,
+            AssetRecord {
+                state: AssetState::Failed,
+                deleted_at: None,
+                failure: Some(AssetFailure {
+                    reason: attempt.reason.clone(),
+                    attempts,
+                    last_attempt_at: attempt.at.clone(),
+                    transient: attempt.transient,
+                }),
+                ..Self::tombstone(attempt.order_id, &attempt.asset_id, "")
+            },
+        );
+        drop(assets);
+        self.remember(announce(before.as_ref(), attempts).as_ref());
         Ok(FailedOutcome::Recorded { attempts })
     }
 
@@ -422,16 +435,24 @@ impl Ledger for MemLedger {
             .map(|(id, _)| *id)
             .collect();
         ids.extend(holds.iter().map(|(id, _)| *id));
+        let announcing: BTreeSet<OrderId> = self
+            .pending()
+            .iter()
+            .filter_map(|e| match e.scope() {
+                EventScope::Order(id) => Some(id),
+                EventScope::Distributor => None,
+            })
+            .collect();
+        ids.extend(announcing.iter().copied());
         Ok(ids
             .into_iter()
             .filter_map(|id| {
                 let record = orders.get(&id).cloned().unwrap_or_default();
-                (record.purged_at.is_none() && record.sweep_closed_at.is_none()).then_some(
-                    OpenOrder {
-                        order_id: id,
-                        swept_at: record.swept_at,
-                    },
-                )
+                let open = record.purged_at.is_none() && record.sweep_closed_at.is_none();
+                (open || announcing.contains(&id)).then_some(OpenOrder {
+                    order_id: id,
+                    swept_at: record.swept_at,
+                })
             })
             .collect())
     }

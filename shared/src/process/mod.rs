@@ -35,6 +35,7 @@ use crate::sync::{self, FailedPolicy, LedgerView};
 use crate::Deadline;
 
 pub use announce::Announcing;
+use announce::LEGACY_EVENTS_HOLD;
 pub use error::{AssetError, AssetFault, ProcessError};
 
 /// What the processor needs from KODE; implemented by the API client, and
@@ -315,6 +316,9 @@ impl Processor {
             None
         };
         if let Some(reason) = skip {
+            // KODE is not asked, but what the order still owes downstream
+            // (its purge, say) is announced: that is why it was listed.
+            self.announce_for_sweep(order_id).await;
             info!(action = "sweep_skipped", orderId = %order_id, reason, "order not swept");
             return Ok(SweepOutcome::Skipped(reason));
         }
@@ -380,10 +384,20 @@ impl Processor {
                 result = Err(e);
             }
         }
-        self.announce_pending(EventScope::Order(order_id)).await;
+        self.announce_for_sweep(order_id).await;
         let report = result?;
         info!(action = "order_swept", orderId = %order_id, status = %report.status, stored = report.stored.len(), deleted = report.deleted.len(), "order swept");
         Ok(SweepOutcome::Synced(report))
+    }
+
+    /// Announces the order's pending events at the end of a sweep, which
+    /// also clears a hold the previous version kept for them.
+    async fn announce_for_sweep(&self, order: OrderId) {
+        if self.announce_pending(EventScope::Order(order)).await {
+            if let Err(e) = self.ledger.release_hold(order, LEGACY_EVENTS_HOLD).await {
+                warn!(action = "announce_hold_failed", orderId = %order, error = %e, "could not release the old events hold; the next sweep tries again");
+            }
+        }
     }
 
     async fn ledger_view(&self, order: OrderId) -> Result<LedgerView, ProcessError> {

@@ -3,12 +3,14 @@
 //!
 //! Key layout and ledger records are described in `docs/DESIGN.md`.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::events::{Event, EventScope};
 use crate::model::{
-    AssetId, AssetRecord, AssetState, FailedAttempt, MessageRecord, ObjectKey, ObjectMeta, OrderId,
-    OrderRecord,
+    AssetFailure, AssetId, AssetRecord, AssetState, FailedAttempt, MessageRecord, ObjectKey,
+    ObjectMeta, OrderId, OrderRecord,
 };
 use crate::stream::{ChunkSource, SourceError};
 
@@ -82,6 +84,10 @@ pub enum FailedOutcome {
     Settled(AssetState),
 }
 
+/// The event, if any, that a failed attempt announces, given the failure
+/// recorded before it and the attempts counted with it.
+pub type FailedAnnouncement = dyn Fn(Option<&AssetFailure>, u32) -> Option<Event> + Send + Sync;
+
 /// Result of a conditional ledger write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordOutcome {
@@ -138,7 +144,19 @@ pub trait Ledger: Send + Sync {
 
     /// Records a failed attempt: creates the FAILED record or counts one
     /// more attempt on it. Never overwrites a STORED or DELETED record.
-    async fn record_failed(&self, attempt: &FailedAttempt) -> Result<FailedOutcome, StoreError>;
+    async fn record_failed(&self, attempt: &FailedAttempt) -> Result<FailedOutcome, StoreError> {
+        self.record_failed_announcing(attempt, Arc::new(|_, _| None))
+            .await
+    }
+
+    /// [`Ledger::record_failed`], remembering in the same write the event
+    /// `announce` makes of the failure recorded before this attempt (`None`
+    /// when the asset was not FAILED) and the attempts counted with it.
+    async fn record_failed_announcing(
+        &self,
+        attempt: &FailedAttempt,
+        announce: Arc<FailedAnnouncement>,
+    ) -> Result<FailedOutcome, StoreError>;
 
     /// Marks an asset deleted (creating a tombstone if it was never stored;
     /// replacing a FAILED record).

@@ -38,6 +38,13 @@ impl FailedPolicy {
         !transient && attempts >= self.max_attempts
     }
 
+    /// Whether a failed attempt is announced (`asset.failed`), given the
+    /// failure recorded before it: when the file turns FAILED, and again
+    /// only when it fails after it was parked, never on each attempt.
+    pub fn announces(&self, before: Option<&AssetFailure>) -> bool {
+        before.is_none_or(|failure| self.is_parked(failure))
+    }
+
     /// Whether this sync tries the FAILED asset again.
     pub fn retries(&self, failure: &AssetFailure) -> bool {
         self.retry_parked || !self.is_parked(failure)
@@ -68,6 +75,26 @@ mod tests {
         assert!(policy.is_parked(&failure(3, false)));
         assert!(policy.retries(&failure(30, true)));
         assert!(!policy.is_parked(&failure(30, true)));
+    }
+
+    #[test]
+    fn a_failure_is_announced_when_it_begins_and_after_parking_only() {
+        let policy = FailedPolicy {
+            max_attempts: 3,
+            retry_parked: true,
+        };
+        assert!(policy.announces(None), "the file turns FAILED");
+        assert!(!policy.announces(Some(&failure(1, false))));
+        assert!(!policy.announces(Some(&failure(2, false))));
+        assert!(
+            policy.announces(Some(&failure(3, false))),
+            "a retry after it was parked failed"
+        );
+        assert!(policy.announces(Some(&failure(4, false))));
+        assert!(
+            !policy.announces(Some(&failure(9, true))),
+            "transient failures never park, so they are announced once"
+        );
     }
 
     #[test]

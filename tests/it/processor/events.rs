@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use fake_kode::{AssetSpec, OrderSpec};
+use fake_kode::{AssetSpec, Endpoint, OrderSpec};
 use kode::announce::{AnnounceError, Announcer, EventBridgeAnnouncer};
 use kode::events::Event;
 use kode::process::Announcing;
@@ -281,6 +281,121 @@ async fn an_announcement_that_fails_is_made_by_the_next_run_of_the_order() {
     env.send_order(7202, "UPDATED").await;
     assert!(env.deliver(1, Ack::Yes).await.failed.is_empty());
     assert!(consumer.received().await.is_empty(), "announced once");
+
+    env.cleanup().await;
+    consumer.cleanup().await;
+}
+
+/// Refuses while `refuse` is set, as a bus that is down would.
+struct Switchable {
+    inner: EventBridgeAnnouncer,
+    refuse: AtomicBool,
+}
+
+#[async_trait]
+impl Announcer for Switchable {
+    async fn announce(&self, events: &[Event]) -> Vec<Result<(), AnnounceError>> {
+        if self.refuse.load(Ordering::SeqCst) {
+            let error = AnnounceError::Unavailable("bus unreachable".into());
+            return events.iter().map(|_| Err(error.clone())).collect();
+        }
+        self.inner.announce(events).await
+    }
+}
+
+#[tokio::test]
+async fn a_purge_whose_announcement_failed_is_announced_by_a_sweep_without_asking_kode() {
+    let consumer = Consumer::start().await;
+    let bus = Arc::new(Switchable {
+        inner: consumer.announcer(),
+        refuse: AtomicBool::new(false),
+    });
+    let env = start(bus.clone()).await;
+    let asset = AssetSpec::ok("ev-purge", "Kart.pdf", content(5_000, 24));
+    let mut order = OrderSpec::new(7203);
+    order.sub_orders[0].assets = vec![asset.clone()];
+    env.fake.add_order(order);
+    env.send_order(7203, "NEW").await;
+    assert!(env.deliver(1, Ack::Yes).await.failed.is_empty());
+    assert_eq!(consumer.received().await.len(), 1, "the stored file");
+
+    bus.refuse.store(true, Ordering::SeqCst);
+    env.fake.set_order_status(7203, "CANCELLED");
+    env.send_order(7203, "CANCELLED").await;
+    assert!(env.deliver(1, Ack::Yes).await.failed.is_empty());
+    assert!(env.object(&key_of(7203, &asset)).await.is_none(), "purged");
+    assert!(consumer.received().await.is_empty());
+    assert_eq!(
+        env.open().await,
+        [7203],
+        "purged, but open while its events wait"
+    );
+
+    bus.refuse.store(false, Ordering::SeqCst);
+    let fetched = env.fake.requests(Endpoint::GetOrder);
+    assert_eq!(env.sweep().await.enqueued, [kode::model::OrderId(7203)]);
+    assert!(env.deliver(1, Ack::Yes).await.failed.is_empty());
+    let events = consumer.received().await;
+    assert_eq!(of_type(&events, "Order Purged").len(), 1, "{events:#?}");
+    assert_eq!(of_type(&events, "Asset Deleted").len(), 1, "{events:#?}");
+    assert_eq!(events.len(), 2, "{events:#?}");
+    assert_eq!(
+        env.fake.requests(Endpoint::GetOrder),
+        fetched,
+        "a purged order is not fetched by a sweep"
+    );
+    assert!(env.open().await.is_empty(), "announced: no longer open");
+    assert!(env.sweep().await.enqueued.is_empty());
+
+    env.cleanup().await;
+    consumer.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_failed_file_is_announced_when_it_fails_and_again_only_after_parking() {
+    let consumer = Consumer::start().await;
+    let mut env = start(Arc::new(consumer.announcer())).await;
+    env.processor.failed = kode::sync::FailedPolicy {
+        max_attempts: 2,
+        retry_parked: false,
+    };
+    let asset = AssetSpec::ok("ev-404", "Kart.pdf", content(5_000, 25));
+    let mut order = OrderSpec::new(7204);
+    order.sub_orders[0].assets = vec![asset.clone()];
+    env.fake.add_order(order);
+    let attempts = |events: &[Value]| -> Vec<u64> {
+        of_type(events, "Asset Failed")
+            .iter()
+            .map(|e| e["detail"]["attempts"].as_u64().unwrap())
+            .collect()
+    };
+
+    env.fake.fail_next(Endpoint::Asset, 2, 404);
+    env.send_order(7204, "NEW").await;
+    assert!(env.deliver(1, Ack::Yes).await.failed.is_empty());
+    let events = consumer.received().await;
+    assert_eq!(attempts(&events), [1], "{events:#?}");
+    assert_eq!(events[0]["detail"]["assetId"], "ev-404");
+    env.send_order(7204, "UPDATED").await;
+    assert!(env.deliver(1, Ack::Yes).await.failed.is_empty());
+    assert!(
+        consumer.received().await.is_empty(),
+        "the second failure (which parks it) is not announced"
+    );
+
+    // `kode sync --retry-failed`: tried again after parking, fails again.
+    env.processor.failed.retry_parked = true;
+    env.fake.fail_next(Endpoint::Asset, 1, 404);
+    env.send_order(7204, "UPDATED").await;
+    assert!(env.deliver(1, Ack::Yes).await.failed.is_empty());
+    let events = consumer.received().await;
+    assert_eq!(attempts(&events), [3], "{events:#?}");
+
+    env.send_order(7204, "UPDATED").await;
+    assert!(env.deliver(1, Ack::Yes).await.failed.is_empty());
+    let events = consumer.received().await;
+    assert_eq!(of_type(&events, "Asset Stored").len(), 1, "{events:#?}");
+    assert!(attempts(&events).is_empty());
 
     env.cleanup().await;
     consumer.cleanup().await;

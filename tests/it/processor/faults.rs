@@ -10,7 +10,9 @@ use kode::events::{Event, EventScope};
 use kode::model::{AssetId, OrderId};
 use kode::model::{AssetRecord, AssetState, FailedAttempt, MessageRecord, OrderRecord};
 use kode::store::aws::DynamoLedger;
-use kode::store::{FailedOutcome, Ledger, OpenOrder, RecordOutcome, StoreError, SweepMiss};
+use kode::store::{
+    FailedAnnouncement, FailedOutcome, Ledger, OpenOrder, RecordOutcome, StoreError, SweepMiss,
+};
 use serde_json::json;
 
 use super::harness::{Ack, Env};
@@ -101,8 +103,12 @@ impl Ledger for CrashOnceLedger {
         }
         self.inner.record_stored_announcing(record, announce).await
     }
-    async fn record_failed(&self, attempt: &FailedAttempt) -> Result<FailedOutcome, StoreError> {
-        self.inner.record_failed(attempt).await
+    async fn record_failed_announcing(
+        &self,
+        attempt: &FailedAttempt,
+        announce: Arc<FailedAnnouncement>,
+    ) -> Result<FailedOutcome, StoreError> {
+        self.inner.record_failed_announcing(attempt, announce).await
     }
     async fn mark_deleted_announcing(
         &self,

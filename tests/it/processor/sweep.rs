@@ -24,7 +24,7 @@ fn small_order(id: u64) -> OrderSpec {
 }
 
 impl Env {
-    async fn sweep(&self) -> SweepSummary {
+    pub(super) async fn sweep(&self) -> SweepSummary {
         let queue = SqsQueue::from_client(self.sqs.clone(), &self.queue_url);
         Sweep {
             ledger: &self.ledger,
@@ -37,7 +37,7 @@ impl Env {
         .expect("sweep")
     }
 
-    async fn open(&self) -> Vec<u64> {
+    pub(super) async fn open(&self) -> Vec<u64> {
         let now = kode::model::stamp(jiff::Timestamp::now());
         let open = self.ledger.open_orders(&now).await.expect("open orders");
         open.iter().map(|o| o.order_id.0).collect()

@@ -8,13 +8,13 @@
 mod announcements;
 mod items;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Put, ReturnValue, TransactWriteItem,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::sdk_error::classify;
 use crate::events::{Event, EventScope};
@@ -22,7 +22,9 @@ use crate::model::{
     recorded_text, AssetId, AssetRecord, AssetState, FailedAttempt, MessageRecord, OrderId,
     OrderRecord,
 };
-use crate::store::{FailedOutcome, Ledger, OpenOrder, RecordOutcome, StoreError, SweepMiss};
+use crate::store::{
+    FailedAnnouncement, FailedOutcome, Ledger, OpenOrder, RecordOutcome, StoreError, SweepMiss,
+};
 use items::{
     ASSET_PREFIX, ATTEMPTS, DELETED, FAILED, FAILURE_REASON, FAILURE_TRANSIENT, LAST_ATTEMPT_AT,
     OPEN, OPEN_KEY, OPEN_UNTIL, ORDER_SK,
@@ -189,57 +191,36 @@ impl Ledger for DynamoLedger {
         )))
     }
 
-    async fn record_failed(&self, attempt: &FailedAttempt) -> Result<FailedOutcome, StoreError> {
-        let pk = items::order_pk(attempt.order_id);
-        let sk = items::asset_sk(&attempt.asset_id);
-        let what = format!("UpdateItem {pk}/{sk} (failed)");
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(items::key(pk, sk)))
-            .update_expression(
-                "SET #state = :failed, #reason = :reason, #last = :at, #transient = :transient \
-                 ADD #attempts :one",
-            )
-            .condition_expression("attribute_not_exists(pk) OR #state = :failed")
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_names("#reason", FAILURE_REASON)
-            .expression_attribute_names("#last", LAST_ATTEMPT_AT)
-            .expression_attribute_names("#transient", FAILURE_TRANSIENT)
-            .expression_attribute_names("#attempts", ATTEMPTS)
-            .expression_attribute_values(":failed", AttributeValue::S(FAILED.into()))
-            .expression_attribute_values(":reason", AttributeValue::S(attempt.reason.clone()))
-            .expression_attribute_values(":at", AttributeValue::S(attempt.at.clone()))
-            .expression_attribute_values(":transient", AttributeValue::Bool(attempt.transient))
-            .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .return_values(ReturnValue::UpdatedNew)
-            .send()
-            .await;
-        match result {
-            Ok(output) => {
-                let attempts = match output.attributes().and_then(|a| a.get(ATTEMPTS)) {
-                    Some(AttributeValue::N(n)) => n.parse().unwrap_or(u32::MAX),
-                    _ => {
-                        return Err(StoreError::Permanent(format!(
-                            "{what}: no attempt count returned"
-                        )))
-                    }
-                };
-                Ok(FailedOutcome::Recorded { attempts })
-            }
-            Err(err) if err.code() == Some("ConditionalCheckFailedException") => {
-                match self.asset(attempt.order_id, &attempt.asset_id).await? {
-                    Some(existing) if existing.state != AssetState::Failed => {
-                        Ok(FailedOutcome::Settled(existing.state))
-                    }
-                    _ => Err(StoreError::Unavailable(format!(
-                        "{what}: condition failed but the item is not settled"
-                    ))),
+    async fn record_failed_announcing(
+        &self,
+        attempt: &FailedAttempt,
+        announce: Arc<FailedAnnouncement>,
+    ) -> Result<FailedOutcome, StoreError> {
+        // Optimistic: the count is written as read plus one, on condition
+        // that it is still what was read, so that the event (which depends
+        // on what was there before) goes in the same transaction.
+        for _ in 0..FAILED_WRITE_TRIES {
+            let before = match self.asset(attempt.order_id, &attempt.asset_id).await? {
+                Some(existing) if existing.state != AssetState::Failed => {
+                    return Ok(FailedOutcome::Settled(existing.state))
                 }
+                Some(existing) => Some(existing.failure),
+                None => None,
+            };
+            let counted = before.as_ref().and_then(|f| f.as_ref().map(|f| f.attempts));
+            let attempts = counted.unwrap_or(0).saturating_add(1);
+            let event = announce(before.as_ref().and_then(Option::as_ref), attempts);
+            if self
+                .write_failed(attempt, before.is_some(), counted, attempts, event.as_ref())
+                .await?
+            {
+                return Ok(FailedOutcome::Recorded { attempts });
             }
-            Err(err) => Err(classify(&what, err)),
         }
+        Err(StoreError::Unavailable(format!(
+            "recording the failure of asset {} (order {}): changed by concurrent runs {FAILED_WRITE_TRIES} times",
+            attempt.asset_id, attempt.order_id
+        )))
     }
 
     async fn mark_deleted_announcing(
@@ -395,7 +376,7 @@ impl Ledger for DynamoLedger {
             }
             Some(event) => {
                 let put = self.put(item, Some("attribute_not_exists(pk)"), None)?;
-                self.write_announcing(put, event, &what).await?
+                self.write_announcing(put, Some(event), &what).await?
             }
         };
         Ok(if recorded {
@@ -408,9 +389,10 @@ impl Ledger for DynamoLedger {
     async fn open_orders(&self, now: &str) -> Result<Vec<OpenOrder>, StoreError> {
         let what = format!("Query {OPEN_INDEX}");
         // Order id -> swept_at, for orders open by their own item; holds
-        // only name the order.
+        // and announcements only name the order.
         let mut by_item: BTreeMap<OrderId, OpenOrder> = BTreeMap::new();
         let mut held = Vec::new();
+        let mut announcing = BTreeSet::new();
         let mut start_key = None;
         loop {
             let output = self
@@ -442,6 +424,9 @@ impl Ledger for DynamoLedger {
                             );
                         }
                     }
+                    Some(AttributeValue::S(sk)) if announcements::is_announcement(sk) => {
+                        announcing.insert(order);
+                    }
                     _ => held.push(order),
                 }
             }
@@ -451,7 +436,9 @@ impl Ledger for DynamoLedger {
             }
         }
         // A held order may be past its own `sweep_until`: its order item
-        // says whether it is purged or closed, and when it was swept.
+        // says whether it is purged or closed, and when it was swept. An
+        // order with events still to announce is listed even then.
+        held.extend(announcing.iter().copied());
         held.sort_unstable();
         held.dedup();
         for order in held {
@@ -459,7 +446,8 @@ impl Ledger for DynamoLedger {
                 continue;
             }
             let record = self.order(order).await?.unwrap_or_default();
-            if record.purged_at.is_none() && record.sweep_closed_at.is_none() {
+            let open = record.purged_at.is_none() && record.sweep_closed_at.is_none();
+            if open || announcing.contains(&order) {
                 by_item.insert(
                     order,
                     OpenOrder {
@@ -615,6 +603,62 @@ impl Ledger for DynamoLedger {
 }
 
 /// Empty strings carry nothing and are treated like `None`.
+/// Tries of the optimistic FAILED write before giving the run up to a
+/// retry.
+const FAILED_WRITE_TRIES: usize = 5;
+
+impl DynamoLedger {
+    /// Writes the FAILED record with `attempts`, on condition that the item
+    /// is as read (missing, or FAILED with `counted` attempts), and `event`
+    /// with it; `false` when the condition failed (nothing written).
+    async fn write_failed(
+        &self,
+        attempt: &FailedAttempt,
+        exists: bool,
+        counted: Option<u32>,
+        attempts: u32,
+        event: Option<&Event>,
+    ) -> Result<bool, StoreError> {
+        let pk = items::order_pk(attempt.order_id);
+        let sk = items::asset_sk(&attempt.asset_id);
+        let what = format!("{pk}/{sk} (failed)");
+        let condition = match (exists, counted) {
+            (false, _) => "attribute_not_exists(pk)",
+            (true, Some(_)) => "#state = :failed AND #attempts = :counted",
+            (true, None) => "#state = :failed AND attribute_not_exists(#attempts)",
+        };
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(items::key(pk, sk)))
+            .update_expression(
+                "SET #state = :failed, #reason = :reason, #last = :at, #transient = :transient, \
+                 #attempts = :attempts",
+            )
+            .condition_expression(condition)
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#reason", FAILURE_REASON)
+            .expression_attribute_names("#last", LAST_ATTEMPT_AT)
+            .expression_attribute_names("#transient", FAILURE_TRANSIENT)
+            .expression_attribute_names("#attempts", ATTEMPTS)
+            .expression_attribute_values(":failed", AttributeValue::S(FAILED.into()))
+            .expression_attribute_values(":reason", AttributeValue::S(attempt.reason.clone()))
+            .expression_attribute_values(":at", AttributeValue::S(attempt.at.clone()))
+            .expression_attribute_values(":transient", AttributeValue::Bool(attempt.transient))
+            .expression_attribute_values(":attempts", AttributeValue::N(attempts.to_string()));
+        if let Some(counted) = counted {
+            update = update
+                .expression_attribute_values(":counted", AttributeValue::N(counted.to_string()));
+        }
+        let update = update
+            .build()
+            .map_err(|e| StoreError::Permanent(format!("{what}: {e}")))?;
+        let change = TransactWriteItem::builder().update(update).build();
+        // A transaction even without an event: failures are rare, and one
+        // write path is simpler than two.
+        self.write_announcing(change, event, &what).await
+    }
+}
+
 fn text(value: &Option<String>) -> Option<AttributeValue> {
     recorded_text(value.as_deref()).map(|v| AttributeValue::S(v.to_owned()))
 }

@@ -6,6 +6,7 @@
 mod announcements;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, Row, TransactionBehavior};
@@ -17,7 +18,9 @@ use crate::model::{
     OrderRecord,
 };
 use crate::model::{AssetId, OrderId, OrderLineId, SubOrderId};
-use crate::store::{FailedOutcome, Ledger, OpenOrder, RecordOutcome, StoreError, SweepMiss};
+use crate::store::{
+    FailedAnnouncement, FailedOutcome, Ledger, OpenOrder, RecordOutcome, StoreError, SweepMiss,
+};
 
 /// The `assets` table; `{name}` is filled in (see [`FAILED_MIGRATION`]).
 const ASSETS_TABLE: &str = "
@@ -359,7 +362,11 @@ impl Ledger for SqliteLedger {
             .await
     }
 
-    async fn record_failed(&self, attempt: &FailedAttempt) -> Result<FailedOutcome, StoreError> {
+    async fn record_failed_announcing(
+        &self,
+        attempt: &FailedAttempt,
+        announce: Arc<FailedAnnouncement>,
+    ) -> Result<FailedOutcome, StoreError> {
         let order = to_sql_int(attempt.order_id.0, "order id")?;
         let a = attempt.clone();
         self.db
@@ -367,33 +374,32 @@ impl Ledger for SqliteLedger {
                 let tx = conn
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(sql_error)?;
-                let outcome = match asset_state(&tx, order, &a.asset_id)? {
+                let before = match asset_state(&tx, order, &a.asset_id)? {
                     Some(state @ (AssetState::Stored | AssetState::Deleted)) => {
-                        FailedOutcome::Settled(state)
+                        return Ok(FailedOutcome::Settled(state));
                     }
-                    None | Some(AssetState::Failed) => {
-                        let attempts: i64 = tx
-                            .query_row(
-                                "INSERT INTO assets (order_id, asset_id, state, failure_reason, \
-                                     attempts, last_attempt_at, failure_transient) \
-                                 VALUES (?1, ?2, 'FAILED', ?3, 1, ?4, ?5) \
-                                 ON CONFLICT (order_id, asset_id) DO UPDATE SET \
-                                     failure_reason = excluded.failure_reason, \
-                                     attempts = COALESCE(attempts, 0) + 1, \
-                                     last_attempt_at = excluded.last_attempt_at, \
-                                     failure_transient = excluded.failure_transient \
-                                 RETURNING attempts",
-                                params![order, a.asset_id.as_str(), a.reason, a.at, a.transient],
-                                |row| row.get(0),
-                            )
-                            .map_err(sql_error)?;
-                        FailedOutcome::Recorded {
-                            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-                        }
-                    }
+                    Some(AssetState::Failed) => asset_failure(&tx, order, &a.asset_id)?,
+                    None => None,
                 };
+                let attempts: i64 = tx
+                    .query_row(
+                        "INSERT INTO assets (order_id, asset_id, state, failure_reason, \
+                             attempts, last_attempt_at, failure_transient) \
+                         VALUES (?1, ?2, 'FAILED', ?3, 1, ?4, ?5) \
+                         ON CONFLICT (order_id, asset_id) DO UPDATE SET \
+                             failure_reason = excluded.failure_reason, \
+                             attempts = COALESCE(attempts, 0) + 1, \
+                             last_attempt_at = excluded.last_attempt_at, \
+                             failure_transient = excluded.failure_transient \
+                         RETURNING attempts",
+                        params![order, a.asset_id.as_str(), a.reason, a.at, a.transient],
+                        |row| row.get(0),
+                    )
+                    .map_err(sql_error)?;
+                let attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
+                announcements::insert(&tx, announce(before.as_ref(), attempts).as_ref())?;
                 tx.commit().map_err(sql_error)?;
-                Ok(outcome)
+                Ok(FailedOutcome::Recorded { attempts })
             })
             .await
     }
@@ -504,16 +510,24 @@ impl Ledger for SqliteLedger {
         let now = now.to_owned();
         self.db
             .call(move |conn| {
-                // Both arms use an index: `orders_open` and the holds' key.
+                // Each arm uses an index: `orders_open`, the holds' key and
+                // `announcements_pending`. An order with events still to
+                // announce is listed even when purged or closed.
                 let mut stmt = conn
                     .prepare(
                         "SELECT ids.order_id, o.swept_at FROM (
-                             SELECT order_id FROM orders WHERE sweep_until >= ?1
-                             UNION
-                             SELECT order_id FROM order_holds
+                             SELECT order_id, 0 AS announcing FROM orders
+                                 WHERE sweep_until >= ?1
+                             UNION ALL
+                             SELECT order_id, 0 FROM order_holds
+                             UNION ALL
+                             SELECT CAST(substr(scope, 7) AS INTEGER), 1 FROM announcements
+                                 WHERE sent_at IS NULL AND scope LIKE 'order:%'
                          ) AS ids
                          LEFT JOIN orders o ON o.order_id = ids.order_id
-                         WHERE o.purged_at IS NULL AND o.sweep_closed_at IS NULL
+                         GROUP BY ids.order_id
+                         HAVING MAX(ids.announcing) = 1
+                             OR (MAX(o.purged_at) IS NULL AND MAX(o.sweep_closed_at) IS NULL)
                          ORDER BY ids.order_id",
                     )
                     .map_err(sql_error)?;
@@ -557,6 +571,9 @@ impl Ledger for SqliteLedger {
     }
 
     async fn hold_open(&self, order: OrderId, reason: &str) -> Result<(), StoreError> {
+        if reason.is_empty() {
+            return Err(StoreError::Permanent("a hold needs a reason".into()));
+        }
         let order = to_sql_int(order.0, "order id")?;
         let reason = reason.to_owned();
         let since = jiff::Timestamp::now().to_string();
@@ -719,6 +736,22 @@ fn asset_state(
         |row| state_from_sql(row, 0),
     )
     .optional()
+    .map_err(sql_error)
+}
+
+/// The failure recorded for a FAILED asset.
+fn asset_failure(
+    conn: &rusqlite::Connection,
+    order: i64,
+    asset: &AssetId,
+) -> Result<Option<AssetFailure>, StoreError> {
+    conn.query_row(
+        &format!("SELECT {ASSET_COLUMNS} FROM assets WHERE order_id = ?1 AND asset_id = ?2"),
+        params![order, asset.as_str()],
+        asset_from_row,
+    )
+    .optional()
+    .map(|record| record.and_then(|r| r.failure))
     .map_err(sql_error)
 }
 

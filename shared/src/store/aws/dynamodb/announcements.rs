@@ -5,10 +5,10 @@
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 
-use super::items::{self, Item, DELETED};
+use super::items::{self, Item, DELETED, OPEN, OPEN_KEY, OPEN_UNTIL};
 use super::{applied, classify, DynamoLedger};
 use crate::events::{Event, EventScope};
-use crate::model::{AssetId, OrderId};
+use crate::model::{AssetId, OrderId, OPEN_FOREVER};
 use crate::store::{RecordOutcome, StoreError};
 
 const EVENT_PREFIX: &str = "EVENT#";
@@ -34,7 +34,22 @@ fn item(event: &Event) -> Item {
     ] {
         item.insert(name.to_owned(), AttributeValue::S(value));
     }
+    if let EventScope::Order(_) = event.scope() {
+        // Pending, the item itself is in the open-order index: the order
+        // stays open for the sweep from the very write that recorded it.
+        item.insert(OPEN_KEY.to_owned(), AttributeValue::S(OPEN.into()));
+        item.insert(
+            OPEN_UNTIL.to_owned(),
+            AttributeValue::S(OPEN_FOREVER.into()),
+        );
+    }
     item
+}
+
+/// Whether an item of the open-order index is an announcement still to
+/// make (which keeps even a purged or closed order on the sweep's list).
+pub(super) fn is_announcement(sk: &str) -> bool {
+    sk.starts_with(EVENT_PREFIX)
 }
 
 fn event(item: &Item) -> Result<Event, StoreError> {
@@ -74,23 +89,22 @@ impl DynamoLedger {
         self.put(item(event), None, Some(what))
     }
 
-    /// Writes `change` and the announcement of `event` in one transaction;
-    /// `false` when the change's condition failed (nothing written). The
-    /// announcement item is put unconditionally: it only exists because
-    /// of this change, so an equal one can only be this write's replay.
+    /// Writes `change` and the announcement of `event`, if any, in one
+    /// transaction; `false` when the change's condition failed (nothing
+    /// written). The announcement item is put unconditionally: it only
+    /// exists because of this change, so an equal one can only be this
+    /// write's replay.
     pub(super) async fn write_announcing(
         &self,
         change: TransactWriteItem,
-        event: &Event,
+        event: Option<&Event>,
         what: &str,
     ) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(change)
-            .transact_items(self.put(item(event), None, Some(what))?)
-            .send()
-            .await;
+        let mut transaction = self.client.transact_write_items().transact_items(change);
+        if let Some(event) = event {
+            transaction = transaction.transact_items(self.put(item(event), None, Some(what))?);
+        }
+        let result = transaction.send().await;
         match result {
             Ok(_) => Ok(true),
             Err(err) => {
@@ -132,7 +146,7 @@ impl DynamoLedger {
             .build()
             .map_err(|e| StoreError::Permanent(format!("{what}: {e}")))?;
         let change = TransactWriteItem::builder().update(update).build();
-        self.write_announcing(change, event, &what).await
+        self.write_announcing(change, Some(event), &what).await
     }
 
     pub(super) async fn remember(&self, event: &Event) -> Result<RecordOutcome, StoreError> {
@@ -191,7 +205,9 @@ impl DynamoLedger {
                 .update_item()
                 .table_name(&self.table)
                 .set_key(Some(key))
-                .update_expression("SET sentAt = :at")
+                .update_expression("SET sentAt = :at REMOVE #sweep, #until")
+                .expression_attribute_names("#sweep", OPEN_KEY)
+                .expression_attribute_names("#until", OPEN_UNTIL)
                 .expression_attribute_values(":at", AttributeValue::S(at.to_owned()))
                 .send()
                 .await
