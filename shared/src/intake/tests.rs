@@ -339,8 +339,38 @@ fn log_lines(captured: &Captured) -> Vec<Value> {
         .collect()
 }
 
+/// A dispatcher that lives as long as the test binary and keeps every
+/// callsite at "sometimes". tracing caches each callsite's interest
+/// process-wide; while one dispatcher is registered it takes it from the
+/// *registering* thread, so a test thread without a subscriber reaching an
+/// intake log line first would switch it off for the capturing test too
+/// (it lost its lines about once in ten runs). With this one registered
+/// beside the capturing subscriber, each event asks its own thread's.
+fn keep_callsites_sometimes() {
+    struct Anchor;
+    impl tracing::Subscriber for Anchor {
+        fn register_callsite(&self, _: &tracing::Metadata<'_>) -> tracing::subscriber::Interest {
+            tracing::subscriber::Interest::sometimes()
+        }
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            false
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, _: &tracing::Event<'_>) {}
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+    static ANCHOR: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+    ANCHOR.get_or_init(|| tracing::Dispatch::new(Anchor));
+}
+
 #[tokio::test]
 async fn one_json_line_per_request_without_the_secret_and_with_truncated_bodies() {
+    keep_callsites_sometimes();
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
