@@ -132,9 +132,9 @@ impl KodeSource for FakeKode {
 
 /// A temp directory for a test's ledger and files, removed when dropped;
 /// in memory (`/dev/shm`) where there is one. The adapters fsync every
-/// write, which on a disk makes these tests twice as slow, and what they
-/// check is what a run leaves, not that it survives a power cut (the
-/// adapters' own tests cover that).
+/// write, which on a disk doubled the time of the crate's unit tests, and
+/// what these check is what a run leaves, not that it survives a power cut
+/// (the adapters' own tests cover that).
 pub fn temp_dir() -> tempfile::TempDir {
     let shm = Path::new("/dev/shm");
     if shm.is_dir() {
