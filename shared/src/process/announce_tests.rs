@@ -1,5 +1,5 @@
-//! Downstream events of the orchestration, with the in-memory ledger and a
-//! bus that can refuse.
+//! Downstream events of the orchestration, on the local ledger and file
+//! store in a temp directory, with a bus that can refuse.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -8,23 +8,26 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::fakes::{FakeKode, MemAnnouncer, MemBlobs, MemLedger};
+use super::fakes::{temp_dir, FakeKode, LocalBlobs, LocalLedger, MemAnnouncer};
 use super::*;
 use crate::events::{Event, EventData, EventType};
 use crate::model::{AssetFailure, DistributorMessage, FailedAttempt};
 
 struct World {
     kode: Arc<FakeKode>,
-    blobs: Arc<MemBlobs>,
-    ledger: Arc<MemLedger>,
+    blobs: Arc<LocalBlobs>,
+    ledger: Arc<LocalLedger>,
     bus: Arc<MemAnnouncer>,
     processor: Processor,
+    /// Holds the files and the ledger; removed when the test ends.
+    _dir: tempfile::TempDir,
 }
 
-fn world() -> World {
+async fn world() -> World {
+    let dir = temp_dir();
     let kode = Arc::new(FakeKode::default());
-    let blobs = Arc::new(MemBlobs::default());
-    let ledger = Arc::new(MemLedger::default());
+    let blobs = Arc::new(LocalBlobs::new(dir.path()));
+    let ledger = Arc::new(LocalLedger::open(dir.path()).await);
     let bus = Arc::new(MemAnnouncer::default());
     let processor = Processor::new(kode.clone(), blobs.clone(), ledger.clone(), 2).with_announcing(
         Announcing {
@@ -38,6 +41,7 @@ fn world() -> World {
         ledger,
         bus,
         processor,
+        _dir: dir,
     }
 }
 
@@ -92,7 +96,7 @@ impl World {
 
 #[tokio::test]
 async fn each_stored_file_is_announced_once_with_the_key_and_digest_of_the_stored_object() {
-    let w = world();
+    let w = world().await;
     w.order(&[asset("a1", "OK"), asset("a2", "OK")]);
     w.push("NEW").await.unwrap();
 
@@ -112,7 +116,7 @@ async fn each_stored_file_is_announced_once_with_the_key_and_digest_of_the_store
         assert_eq!(data.bucket.as_deref(), Some("assets"));
         assert_eq!(event.id.0, format!("7:{}:stored", data.asset_id));
     }
-    assert!(w.ledger.pending().is_empty(), "cleared once taken");
+    assert!(w.ledger.pending().await.is_empty(), "cleared once taken");
 
     w.push("UPDATED").await.unwrap();
     assert_eq!(w.announced().len(), 2, "a redelivery announces nothing new");
@@ -120,7 +124,7 @@ async fn each_stored_file_is_announced_once_with_the_key_and_digest_of_the_store
 
 #[tokio::test]
 async fn a_withdrawn_file_is_announced_deleted_and_a_never_stored_one_is_not() {
-    let w = world();
+    let w = world().await;
     w.order(&[asset("a1", "OK")]);
     w.push("NEW").await.unwrap();
     w.order(&[asset("a1", "DELETED"), asset("never", "DELETED")]);
@@ -136,7 +140,7 @@ async fn a_withdrawn_file_is_announced_deleted_and_a_never_stored_one_is_not() {
 
 #[tokio::test]
 async fn order_completed_is_announced_once_after_two_finished_pushes() {
-    let w = world();
+    let w = world().await;
     w.order(&[asset("a1", "OK"), asset("a2", "OK")]);
     w.push("FINISHED").await.unwrap();
     w.push("FINISHED").await.unwrap();
@@ -153,12 +157,12 @@ async fn order_completed_is_announced_once_after_two_finished_pushes() {
             "keys": ["orders/7/a1/a1.pdf", "orders/7/a2/a2.pdf"],
         })
     );
-    assert!(w.ledger.pending().is_empty());
+    assert!(w.ledger.pending().await.is_empty());
 }
 
 #[tokio::test]
 async fn order_completed_waits_until_every_ok_file_is_stored() {
-    let w = world();
+    let w = world().await;
     w.order(&[asset("a1", "OK"), asset("a2", "OK")]);
     w.kode
         .truncated
@@ -182,7 +186,7 @@ async fn order_completed_waits_until_every_ok_file_is_stored() {
 
 #[tokio::test]
 async fn a_finished_order_completes_with_a_later_push() {
-    let w = world();
+    let w = world().await;
     // FINISHED while KODE still lists a file it later withdraws: a1 was
     // deleted earlier, so the order is not complete...
     w.order(&[asset("a1", "DELETED")]);
@@ -203,7 +207,7 @@ async fn a_finished_order_completes_with_a_later_push() {
 
 #[tokio::test]
 async fn a_cancelled_order_is_announced_purged_once_with_the_removed_files() {
-    let w = world();
+    let w = world().await;
     w.order(&[asset("gone", "OK"), asset("a1", "OK"), asset("a2", "OK")]);
     w.push("NEW").await.unwrap();
     w.order(&[
@@ -234,7 +238,7 @@ async fn a_cancelled_order_is_announced_purged_once_with_the_removed_files() {
 
 #[tokio::test]
 async fn an_announcement_that_fails_once_is_made_by_the_next_run() {
-    let w = world();
+    let w = world().await;
     w.order(&[asset("a1", "OK")]);
     w.bus.refuse.store(1, Ordering::SeqCst);
     let report = w
@@ -243,36 +247,32 @@ async fn an_announcement_that_fails_once_is_made_by_the_next_run() {
         .expect("a failed announcement never fails the push");
     assert_eq!(names(&report.stored), ["a1"]);
     assert!(w.announced().is_empty());
-    let pending: Vec<String> = w.ledger.pending().into_iter().map(|e| e.id.0).collect();
+    let pending: Vec<String> = w
+        .ledger
+        .pending()
+        .await
+        .into_iter()
+        .map(|e| e.id.0)
+        .collect();
     assert_eq!(pending, ["7:a1:stored"], "remembered in the ledger");
 
     w.push("UPDATED").await.unwrap();
     assert_eq!(w.announced(), ["7:a1:stored"]);
-    assert!(w.ledger.pending().is_empty());
+    assert!(w.ledger.pending().await.is_empty());
     w.push("UPDATED").await.unwrap();
     assert_eq!(w.announced(), ["7:a1:stored"], "and only once");
 }
 
 #[tokio::test]
 async fn without_an_announcer_nothing_is_remembered() {
-    let kode = Arc::new(FakeKode::default());
-    let ledger = Arc::new(MemLedger::default());
-    let w = World {
-        processor: Processor::new(
-            kode.clone(),
-            Arc::new(MemBlobs::default()),
-            ledger.clone(),
-            2,
-        ),
-        kode,
-        blobs: Arc::new(MemBlobs::default()),
-        ledger,
-        bus: Arc::new(MemAnnouncer::default()),
-    };
+    let mut w = world().await;
+    w.processor = Processor::new(w.kode.clone(), w.blobs.clone(), w.ledger.clone(), 2);
     w.order(&[asset("a1", "OK")]);
     w.push("FINISHED").await.unwrap();
     w.push("CANCELLED").await.unwrap();
-    assert!(w.ledger.announcements.lock().unwrap().is_empty());
+    // Nothing is ever marked sent without an announcer: whatever was
+    // remembered would still be pending.
+    assert!(w.ledger.pending().await.is_empty());
     let announce = w.processor.failed_announcement(&failed_attempt());
     assert!(announce(None, 1).is_none());
 }
@@ -289,7 +289,7 @@ fn failed_attempt() -> FailedAttempt {
 
 #[tokio::test]
 async fn a_distributor_message_is_announced_once_as_received() {
-    let w = world();
+    let w = world().await;
     let body = include_str!("../../tests/fixtures/distributor_message.json");
     let Push::Distributor(message) = Push::from_slice(body.as_bytes()).unwrap() else {
         unreachable!()
@@ -315,9 +315,9 @@ async fn a_distributor_message_is_announced_once_as_received() {
     assert_eq!(data["eventAction"], "Created");
 }
 
-#[test]
-fn the_failed_event_is_made_when_the_file_turns_failed_and_after_parking_only() {
-    let w = world();
+#[tokio::test]
+async fn the_failed_event_is_made_when_the_file_turns_failed_and_after_parking_only() {
+    let w = world().await;
     let announce = w.processor.failed_announcement(&failed_attempt());
     let event = announce(None, 1).expect("turned FAILED");
     assert_eq!(event.id.0, "7:a1:failed:2024-05-01T10:00:00Z");
@@ -342,4 +342,58 @@ fn the_failed_event_is_made_when_the_file_turns_failed_and_after_parking_only() 
 
 fn names(ids: &[AssetId]) -> Vec<&str> {
     ids.iter().map(AssetId::as_str).collect()
+}
+
+#[tokio::test]
+async fn a_purge_left_unannounced_is_announced_by_a_sweep_without_asking_kode() {
+    let w = world().await;
+    w.order(&[asset("a1", "OK")]);
+    w.push("NEW").await.unwrap();
+    w.bus.refuse.store(1, Ordering::SeqCst);
+    w.push("CANCELLED").await.unwrap();
+    assert_eq!(w.announced(), ["7:a1:stored"], "the purge's events refused");
+    let open = |w: &World| {
+        let ledger = w.ledger.clone();
+        async move {
+            let open = ledger.open_orders("2024-05-01T10:00:00Z").await.unwrap();
+            open.iter().map(|o| o.order_id.0).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(open(&w).await, [7], "purged, but its events keep it open");
+
+    let gets = w.kode.order_gets.load(Ordering::SeqCst);
+    let body = crate::envelope::SweepEnvelope::new(OrderId(7), "2024-05-01T10:00:00Z".into());
+    let deadline = Deadline::after(Duration::from_secs(60));
+    let outcome = w.processor.handle_envelope(&body.encode(), deadline).await;
+    assert!(matches!(
+        outcome,
+        Ok(Outcome::Sweep(SweepOutcome::Skipped("purged")))
+    ));
+    assert_eq!(
+        w.kode.order_gets.load(Ordering::SeqCst),
+        gets,
+        "KODE not asked"
+    );
+    assert_eq!(
+        w.announced(),
+        ["7:a1:stored", "7:a1:deleted", "7:purged"],
+        "announced by the sweep"
+    );
+    assert!(open(&w).await.is_empty(), "nothing left: not open");
+}
+
+#[tokio::test]
+async fn a_sweep_releases_the_events_hold_an_older_version_kept_once_nothing_is_pending() {
+    let w = world().await;
+    w.order(&[asset("a1", "OK")]);
+    w.push("NEW").await.unwrap();
+    w.ledger.hold_open(OrderId(7), "events").await.unwrap();
+    let body = crate::envelope::SweepEnvelope::new(OrderId(7), "2024-05-01T10:00:00Z".into());
+    let deadline = Deadline::after(Duration::from_secs(60));
+    let outcome = w.processor.handle_envelope(&body.encode(), deadline).await;
+    assert!(matches!(
+        outcome,
+        Ok(Outcome::Sweep(SweepOutcome::Synced(_)))
+    ));
+    assert!(w.ledger.holds(7).is_empty(), "{:?}", w.ledger.holds(7));
 }

@@ -1,23 +1,23 @@
-//! In-memory KODE, file store and ledger for the orchestration tests. The
-//! ledger follows the conditional-write rules of the real adapters.
+//! For the orchestration tests: stand-ins for KODE and the event bus, and
+//! the real local adapters (SQLite ledger, files on disk) wrapped to read
+//! back what a run left and to inject a concurrent run's write.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
+use rusqlite::OpenFlags;
 
 use super::KodeSource;
 use crate::api::ApiError;
 use crate::events::{AnnounceError, Announcer};
 use crate::events::{Event, EventScope};
-use crate::model::{
-    AssetFailure, AssetRecord, AssetState, FailedAttempt, MessageRecord, ObjectKey, ObjectMeta,
-    OrderRecord,
-};
 use crate::model::{AssetId, Order, OrderId};
+use crate::model::{AssetRecord, FailedAttempt, MessageRecord, ObjectKey, ObjectMeta, OrderRecord};
+use crate::store::local::{DiskBlobs, SqliteLedger};
 use crate::store::{
     Blobs, FailedAnnouncement, FailedOutcome, Ledger, OpenOrder, PutError, RecordOutcome,
     StoreError, StoredObject, SweepMiss,
@@ -130,36 +130,79 @@ impl KodeSource for FakeKode {
     }
 }
 
-#[derive(Default)]
-pub struct MemBlobs {
-    pub objects: Mutex<HashMap<ObjectKey, (ObjectMeta, Vec<u8>)>>,
+/// A temp directory for a test's ledger and files, removed when dropped;
+/// in memory (`/dev/shm`) where there is one. The adapters fsync every
+/// write, which on a disk doubled the time of the crate's unit tests, and
+/// what these check is what a run leaves, not that it survives a power cut
+/// (the adapters' own tests cover that).
+pub fn temp_dir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        if let Ok(dir) = tempfile::tempdir_in(shm) {
+            return dir;
+        }
+    }
+    tempfile::tempdir().unwrap()
+}
+
+/// The local file store (files on disk) as the processor uses it, counting
+/// the uploads running at the same time and keeping the metadata each was
+/// given (S3 writes it beside the object; on disk it lives in the ledger).
+pub struct LocalBlobs {
+    disk: DiskBlobs,
+    metas: Mutex<HashMap<String, ObjectMeta>>,
     in_flight: AtomicUsize,
     pub max_in_flight: AtomicUsize,
 }
 
-impl MemBlobs {
-    pub fn content(&self, key: &str) -> Option<Vec<u8>> {
-        let objects = self.objects.lock().unwrap();
-        objects
-            .get(&ObjectKey(key.to_owned()))
-            .map(|(_, c)| c.clone())
+impl LocalBlobs {
+    /// Files under `<dir>/assets/`.
+    pub fn new(dir: &Path) -> LocalBlobs {
+        LocalBlobs {
+            disk: DiskBlobs::new(dir),
+            metas: Mutex::default(),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
+        }
     }
 
+    /// The file on disk under `key`, if there is one.
+    pub fn content(&self, key: &str) -> Option<Vec<u8>> {
+        let path = self.disk.path_of(&ObjectKey(key.to_owned())).ok()?;
+        std::fs::read(path).ok()
+    }
+
+    /// The keys of every file on disk, sorted.
     pub fn keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self
-            .objects
-            .lock()
-            .unwrap()
-            .keys()
-            .map(|k| k.0.clone())
-            .collect();
+        fn walk(dir: &Path, root: &Path, keys: &mut Vec<String>) {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for entry in entries {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(&path, root, keys);
+                } else {
+                    let relative = path.strip_prefix(root).unwrap();
+                    let parts: Vec<_> = relative.iter().map(|p| p.to_string_lossy()).collect();
+                    keys.push(parts.join("/"));
+                }
+            }
+        }
+        let mut keys = Vec::new();
+        walk(self.disk.root(), self.disk.root(), &mut keys);
         keys.sort();
         keys
+    }
+
+    /// The metadata of the last upload under `key` that succeeded.
+    pub fn meta(&self, key: &str) -> Option<ObjectMeta> {
+        self.metas.lock().unwrap().get(key).cloned()
     }
 }
 
 #[async_trait]
-impl Blobs for MemBlobs {
+impl Blobs for LocalBlobs {
     async fn put(
         &self,
         key: &ObjectKey,
@@ -168,119 +211,98 @@ impl Blobs for MemBlobs {
     ) -> Result<StoredObject, PutError> {
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        let mut content = Vec::new();
-        let result = loop {
-            // Lets other downloads of the push interleave, as real I/O would.
-            tokio::task::yield_now().await;
-            match body.next_chunk().await {
-                Ok(Some(chunk)) => content.extend_from_slice(&chunk),
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(e),
-            }
-        };
+        // Lets the other downloads of the push start before this one ends,
+        // so the count shows the processor's limit, not the scheduler's luck.
+        tokio::task::yield_now().await;
+        let result = self.disk.put(key, meta, body).await;
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        result?;
-        let stored = StoredObject {
-            bytes: content.len() as u64,
-            sha256: hex::encode(Sha256::digest(&content)),
-        };
-        self.objects
-            .lock()
-            .unwrap()
-            .insert(key.clone(), (meta.clone(), content));
-        Ok(stored)
+        if result.is_ok() {
+            let mut metas = self.metas.lock().unwrap();
+            metas.insert(key.as_str().to_owned(), meta.clone());
+        }
+        result
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
-        self.objects.lock().unwrap().remove(key);
-        Ok(())
+        self.disk.delete(key).await
     }
 }
 
-/// An event and, once sent, when.
-pub type Announcement = (Event, Option<String>);
-
-#[derive(Default)]
-pub struct MemLedger {
-    pub assets: Mutex<HashMap<(OrderId, AssetId), AssetRecord>>,
-    pub orders: Mutex<HashMap<OrderId, OrderRecord>>,
-    pub messages: Mutex<HashMap<(String, String), MessageRecord>>,
-    pub holds: Mutex<BTreeSet<(OrderId, String)>>,
-    /// Assets another run marks deleted between our read and our write.
+/// The local ledger (SQLite) as the processor uses it, with readers for
+/// the tests and one fault to inject.
+pub struct LocalLedger {
+    sqlite: SqliteLedger,
+    path: PathBuf,
+    /// Assets another run marks deleted between our read and our write:
+    /// marked just before we record them stored.
     pub deleted_concurrently: Mutex<HashSet<AssetId>>,
-    /// Announcements by (order recorded, event id), with when they were
-    /// sent (once-per-order events stay after sending).
-    pub announcements: Mutex<BTreeMap<(u64, String), Announcement>>,
-    recorded: AtomicUsize,
 }
 
-impl MemLedger {
-    pub fn asset(&self, order: u64, asset: &str) -> Option<AssetRecord> {
-        let assets = self.assets.lock().unwrap();
-        assets.get(&(OrderId(order), AssetId::from(asset))).cloned()
-    }
-
-    pub fn order_record(&self, order: u64) -> Option<OrderRecord> {
-        self.orders.lock().unwrap().get(&OrderId(order)).cloned()
-    }
-
-    /// Remembers `event` unless its id is known; returns whether it was added.
-    fn remember(&self, event: Option<&Event>) -> bool {
-        let Some(event) = event else { return false };
-        let mut announcements = self.announcements.lock().unwrap();
-        if announcements.keys().any(|(_, id)| *id == event.id.0) {
-            return false;
+impl LocalLedger {
+    /// The ledger in `<dir>/ledger.sqlite`.
+    pub async fn open(dir: &Path) -> LocalLedger {
+        let path = dir.join("ledger.sqlite");
+        LocalLedger {
+            sqlite: SqliteLedger::open(&path).await.unwrap(),
+            path,
+            deleted_concurrently: Mutex::default(),
         }
-        let seq = self.recorded.fetch_add(1, Ordering::SeqCst) as u64;
-        announcements.insert((seq, event.id.0.clone()), (event.clone(), None));
-        true
+    }
+
+    pub async fn asset(&self, order: u64, asset: &str) -> Option<AssetRecord> {
+        let records = self.sqlite.order_assets(OrderId(order)).await.unwrap();
+        records.into_iter().find(|r| r.asset_id.as_str() == asset)
+    }
+
+    pub async fn order_record(&self, order: u64) -> Option<OrderRecord> {
+        self.sqlite.order(OrderId(order)).await.unwrap()
     }
 
     /// Every event still to announce, in any scope.
-    pub fn pending(&self) -> Vec<Event> {
-        let announcements = self.announcements.lock().unwrap();
-        announcements
-            .values()
-            .filter(|(_, sent)| sent.is_none())
-            .map(|(e, _)| e.clone())
-            .collect()
+    pub async fn pending(&self) -> Vec<Event> {
+        let mut scopes = vec![EventScope::Distributor];
+        for order in self.sqlite.orders().await.unwrap() {
+            scopes.extend(order.order_id.map(EventScope::Order));
+        }
+        let mut pending = Vec::new();
+        for scope in scopes {
+            pending.extend(self.sqlite.pending_announcements(scope).await.unwrap());
+        }
+        pending
     }
 
-    fn tombstone(order: OrderId, asset: &AssetId, at: &str) -> AssetRecord {
-        AssetRecord {
-            order_id: order,
-            asset_id: asset.clone(),
-            state: AssetState::Deleted,
-            key: None,
-            sub_order_id: None,
-            order_line_id: None,
-            bytes: None,
-            sha256: None,
-            content_type: None,
-            name: None,
-            category: None,
-            stored_at: None,
-            deleted_at: Some(at.to_owned()),
-            failure: None,
-        }
+    /// Every distributor message, oldest first.
+    pub async fn messages(&self) -> Vec<MessageRecord> {
+        self.sqlite.messages().await.unwrap()
+    }
+
+    /// The reasons the order is held open for the sweep. The ledger shows
+    /// holds only through `open_orders`, which cannot tell them apart (nor
+    /// show one on an order open anyway), so they are read from its table.
+    pub fn holds(&self, order: u64) -> Vec<String> {
+        let conn =
+            rusqlite::Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .unwrap();
+        let mut stmt = conn
+            .prepare("SELECT reason FROM order_holds WHERE order_id = ?1 ORDER BY reason")
+            .unwrap();
+        let reasons = stmt
+            .query_map([i64::try_from(order).unwrap()], |row| row.get(0))
+            .unwrap();
+        reasons.collect::<Result<_, _>>().unwrap()
     }
 }
 
+// `record_stored`, `mark_deleted` and `record_message` are not overridden:
+// their defaults come back through the delegates below (and the fault).
 #[async_trait]
-impl Ledger for MemLedger {
+impl Ledger for LocalLedger {
     async fn order_assets(&self, order: OrderId) -> Result<Vec<AssetRecord>, StoreError> {
-        let assets = self.assets.lock().unwrap();
-        let mut records: Vec<AssetRecord> = assets
-            .values()
-            .filter(|r| r.order_id == order)
-            .cloned()
-            .collect();
-        records.sort_by(|a, b| a.asset_id.cmp(&b.asset_id));
-        Ok(records)
+        self.sqlite.order_assets(order).await
     }
 
     async fn order(&self, order: OrderId) -> Result<Option<OrderRecord>, StoreError> {
-        Ok(self.orders.lock().unwrap().get(&order).cloned())
+        self.sqlite.order(order).await
     }
 
     async fn record_stored_announcing(
@@ -288,35 +310,18 @@ impl Ledger for MemLedger {
         record: &AssetRecord,
         announce: Option<&Event>,
     ) -> Result<RecordOutcome, StoreError> {
-        let mut assets = self.assets.lock().unwrap();
-        let id = (record.order_id, record.asset_id.clone());
-        if self
+        let concurrent = self
             .deleted_concurrently
             .lock()
             .unwrap()
-            .contains(&record.asset_id)
-        {
-            assets.insert(
-                id.clone(),
-                Self::tombstone(record.order_id, &record.asset_id, "concurrent"),
-            );
+            .contains(&record.asset_id);
+        if concurrent {
+            let at = jiff::Timestamp::now().to_string();
+            self.sqlite
+                .mark_deleted(record.order_id, &record.asset_id, &at)
+                .await?;
         }
-        let purged = self
-            .orders
-            .lock()
-            .unwrap()
-            .get(&record.order_id)
-            .is_some_and(|o| o.purged_at.is_some());
-        Ok(match assets.get(&id).map(|r| r.state) {
-            Some(AssetState::Deleted) => RecordOutcome::AlreadyDeleted,
-            Some(AssetState::Stored) => RecordOutcome::AlreadyRecorded,
-            None | Some(AssetState::Failed) if purged => RecordOutcome::OrderPurged,
-            None | Some(AssetState::Failed) => {
-                assets.insert(id, record.clone());
-                self.remember(announce);
-                RecordOutcome::Recorded
-            }
-        })
+        self.sqlite.record_stored_announcing(record, announce).await
     }
 
     async fn record_failed_announcing(
@@ -324,33 +329,9 @@ impl Ledger for MemLedger {
         attempt: &FailedAttempt,
         announce: Arc<FailedAnnouncement>,
     ) -> Result<FailedOutcome, StoreError> {
-        let mut assets = self.assets.lock().unwrap();
-        let id = (attempt.order_id, attempt.asset_id.clone());
-        let before = match assets.get(&id) {
-            Some(record) if record.state != AssetState::Failed => {
-                return Ok(FailedOutcome::Settled(record.state))
-            }
-            Some(record) => record.failure.clone(),
-            None => None,
-        };
-        let attempts = before.as_ref().map_or(0, |f| f.attempts) + 1;
-        assets.insert(
-            id,
-            AssetRecord {
-                state: AssetState::Failed,
-                deleted_at: None,
-                failure: Some(AssetFailure {
-                    reason: attempt.reason.clone(),
-                    attempts,
-                    last_attempt_at: attempt.at.clone(),
-                    transient: attempt.transient,
-                }),
-                ..Self::tombstone(attempt.order_id, &attempt.asset_id, "")
-            },
-        );
-        drop(assets);
-        self.remember(announce(before.as_ref(), attempts).as_ref());
-        Ok(FailedOutcome::Recorded { attempts })
+        self.sqlite
+            .record_failed_announcing(attempt, announce)
+            .await
     }
 
     async fn mark_deleted_announcing(
@@ -360,55 +341,13 @@ impl Ledger for MemLedger {
         at: &str,
         announce: Option<&Event>,
     ) -> Result<RecordOutcome, StoreError> {
-        let mut assets = self.assets.lock().unwrap();
-        Ok(match assets.get_mut(&(order, asset.clone())) {
-            Some(r) if r.state == AssetState::Deleted => RecordOutcome::AlreadyRecorded,
-            Some(r) => {
-                r.state = AssetState::Deleted;
-                r.deleted_at = Some(at.to_owned());
-                r.failure = None;
-                self.remember(announce);
-                RecordOutcome::Recorded
-            }
-            None => {
-                assets.insert((order, asset.clone()), Self::tombstone(order, asset, at));
-                RecordOutcome::Recorded
-            }
-        })
+        self.sqlite
+            .mark_deleted_announcing(order, asset, at, announce)
+            .await
     }
 
     async fn upsert_order(&self, record: &OrderRecord) -> Result<(), StoreError> {
-        let order = record
-            .order_id
-            .ok_or_else(|| StoreError::Permanent("order record without id".into()))?;
-        let mut orders = self.orders.lock().unwrap();
-        let stored = orders.entry(order).or_default();
-        let keep_first = |old: &mut Option<String>, new: &Option<String>| {
-            if old.is_none() {
-                old.clone_from(new);
-            }
-        };
-        let overwrite = |old: &mut Option<String>, new: &Option<String>| {
-            if new.is_some() {
-                old.clone_from(new);
-            }
-        };
-        stored.order_id = Some(order);
-        overwrite(&mut stored.last_status, &record.last_status);
-        overwrite(&mut stored.reference, &record.reference);
-        overwrite(&mut stored.technical_reference, &record.technical_reference);
-        overwrite(&mut stored.updated_at, &record.updated_at);
-        keep_first(&mut stored.finished_at, &record.finished_at);
-        keep_first(&mut stored.purged_at, &record.purged_at);
-        if record.sweep_until.is_some() {
-            stored.sweep_until.clone_from(&record.sweep_until);
-            stored.sweep_misses = 0;
-            stored.sweep_closed_at = None;
-        }
-        if stored.purged_at.is_some() {
-            stored.sweep_until = None;
-        }
-        Ok(())
+        self.sqlite.upsert_order(record).await
     }
 
     async fn record_message_announcing(
@@ -416,69 +355,37 @@ impl Ledger for MemLedger {
         message: &MessageRecord,
         announce: Option<&Event>,
     ) -> Result<RecordOutcome, StoreError> {
-        let mut messages = self.messages.lock().unwrap();
-        let key = (message.id.clone(), message.event_action.clone());
-        if messages.contains_key(&key) {
-            return Ok(RecordOutcome::AlreadyRecorded);
-        }
-        messages.insert(key, message.clone());
-        self.remember(announce);
-        Ok(RecordOutcome::Recorded)
+        self.sqlite
+            .record_message_announcing(message, announce)
+            .await
+    }
+
+    async fn record_announcement(&self, event: &Event) -> Result<RecordOutcome, StoreError> {
+        self.sqlite.record_announcement(event).await
+    }
+
+    async fn pending_announcements(&self, scope: EventScope) -> Result<Vec<Event>, StoreError> {
+        self.sqlite.pending_announcements(scope).await
+    }
+
+    async fn announcement_sent(&self, event: &Event, at: &str) -> Result<(), StoreError> {
+        self.sqlite.announcement_sent(event, at).await
     }
 
     async fn open_orders(&self, now: &str) -> Result<Vec<OpenOrder>, StoreError> {
-        let orders = self.orders.lock().unwrap();
-        let holds = self.holds.lock().unwrap();
-        let mut ids: BTreeSet<OrderId> = orders
-            .iter()
-            .filter(|(_, o)| o.sweep_until.as_deref().is_some_and(|u| u >= now))
-            .map(|(id, _)| *id)
-            .collect();
-        ids.extend(holds.iter().map(|(id, _)| *id));
-        let announcing: BTreeSet<OrderId> = self
-            .pending()
-            .iter()
-            .filter_map(|e| match e.scope() {
-                EventScope::Order(id) => Some(id),
-                EventScope::Distributor => None,
-            })
-            .collect();
-        ids.extend(announcing.iter().copied());
-        Ok(ids
-            .into_iter()
-            .filter_map(|id| {
-                let record = orders.get(&id).cloned().unwrap_or_default();
-                let open = record.purged_at.is_none() && record.sweep_closed_at.is_none();
-                (open || announcing.contains(&id)).then_some(OpenOrder {
-                    order_id: id,
-                    swept_at: record.swept_at,
-                })
-            })
-            .collect())
+        self.sqlite.open_orders(now).await
     }
 
     async fn hold_open(&self, order: OrderId, reason: &str) -> Result<(), StoreError> {
-        self.holds
-            .lock()
-            .unwrap()
-            .insert((order, reason.to_owned()));
-        Ok(())
+        self.sqlite.hold_open(order, reason).await
     }
 
     async fn release_hold(&self, order: OrderId, reason: &str) -> Result<(), StoreError> {
-        self.holds
-            .lock()
-            .unwrap()
-            .remove(&(order, reason.to_owned()));
-        Ok(())
+        self.sqlite.release_hold(order, reason).await
     }
 
     async fn mark_swept(&self, order: OrderId, at: &str) -> Result<(), StoreError> {
-        let mut orders = self.orders.lock().unwrap();
-        let stored = orders.entry(order).or_default();
-        stored.order_id = Some(order);
-        stored.swept_at = Some(at.to_owned());
-        Ok(())
+        self.sqlite.mark_swept(order, at).await
     }
 
     async fn sweep_missed(
@@ -487,60 +394,11 @@ impl Ledger for MemLedger {
         max_misses: u32,
         at: &str,
     ) -> Result<SweepMiss, StoreError> {
-        let mut orders = self.orders.lock().unwrap();
-        let stored = orders.entry(order).or_default();
-        stored.order_id = Some(order);
-        stored.sweep_misses += 1;
-        let closed = stored.sweep_misses >= max_misses;
-        if closed {
-            stored.sweep_until = None;
-            stored.sweep_closed_at.get_or_insert_with(|| at.to_owned());
-        }
-        Ok(SweepMiss {
-            misses: stored.sweep_misses,
-            closed,
-        })
+        self.sqlite.sweep_missed(order, max_misses, at).await
     }
 
     async fn sweep_found(&self, order: OrderId) -> Result<(), StoreError> {
-        if let Some(stored) = self.orders.lock().unwrap().get_mut(&order) {
-            stored.sweep_misses = 0;
-        }
-        Ok(())
-    }
-
-    async fn record_announcement(&self, event: &Event) -> Result<RecordOutcome, StoreError> {
-        Ok(if self.remember(Some(event)) {
-            RecordOutcome::Recorded
-        } else {
-            RecordOutcome::AlreadyRecorded
-        })
-    }
-
-    async fn pending_announcements(&self, scope: EventScope) -> Result<Vec<Event>, StoreError> {
-        Ok(self
-            .pending()
-            .into_iter()
-            .filter(|e| e.scope() == scope)
-            .collect())
-    }
-
-    async fn announcement_sent(&self, event: &Event, at: &str) -> Result<(), StoreError> {
-        let mut announcements = self.announcements.lock().unwrap();
-        let key = announcements
-            .keys()
-            .find(|(_, id)| *id == event.id.0)
-            .cloned();
-        if let Some(key) = key {
-            if event.event_type().once_per_order() {
-                if let Some(entry) = announcements.get_mut(&key) {
-                    entry.1 = Some(at.to_owned());
-                }
-            } else {
-                announcements.remove(&key);
-            }
-        }
-        Ok(())
+        self.sqlite.sweep_found(order).await
     }
 }
 

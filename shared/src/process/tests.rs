@@ -1,4 +1,5 @@
-//! Orchestration: what a push does to files and ledger, end to end without I/O to KODE.
+//! Orchestration: what a push does to files and ledger, end to end without
+//! I/O to KODE, on the local ledger and file store in a temp directory.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -6,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::fakes::{FakeKode, MemBlobs, MemLedger};
+use super::fakes::{temp_dir, FakeKode, LocalBlobs, LocalLedger};
 use super::*;
 use crate::envelope::SweepEnvelope;
 use crate::model::{AssetState, ObjectKey};
@@ -15,21 +16,25 @@ use crate::sync::FailedPolicy;
 
 struct World {
     kode: Arc<FakeKode>,
-    blobs: Arc<MemBlobs>,
-    ledger: Arc<MemLedger>,
+    blobs: Arc<LocalBlobs>,
+    ledger: Arc<LocalLedger>,
     processor: Processor,
+    /// Holds the files and the ledger; removed when the test ends.
+    _dir: tempfile::TempDir,
 }
 
-fn world(concurrency: usize) -> World {
+async fn world(concurrency: usize) -> World {
+    let dir = temp_dir();
     let kode = Arc::new(FakeKode::default());
-    let blobs = Arc::new(MemBlobs::default());
-    let ledger = Arc::new(MemLedger::default());
+    let blobs = Arc::new(LocalBlobs::new(dir.path()));
+    let ledger = Arc::new(LocalLedger::open(dir.path()).await);
     let processor = Processor::new(kode.clone(), blobs.clone(), ledger.clone(), concurrency);
     World {
         kode,
         blobs,
         ledger,
         processor,
+        _dir: dir,
     }
 }
 
@@ -74,8 +79,8 @@ impl World {
     }
 
     /// The invariant that matters most: no ledger entry without its file.
-    fn assert_every_stored_record_has_its_file(&self) {
-        for record in self.ledger.assets.lock().unwrap().values() {
+    async fn assert_every_stored_record_has_its_file(&self) {
+        for record in self.ledger.order_assets(OrderId(7)).await.unwrap() {
             if record.state == AssetState::Stored {
                 let key = record.key.as_ref().map(|k| k.0.clone()).unwrap_or_default();
                 assert!(
@@ -93,7 +98,7 @@ fn names(ids: &[AssetId]) -> Vec<&str> {
 
 #[tokio::test]
 async fn new_assets_are_stored_once_with_metadata_and_ledger_entries() {
-    let w = world(4);
+    let w = world(4).await;
     w.order(vec![asset("top", "OK")], vec![asset("line", "OK")]);
     let report = w.push("NEW").await.unwrap();
 
@@ -108,30 +113,35 @@ async fn new_assets_are_stored_once_with_metadata_and_ledger_entries() {
         Some(&b"content of line"[..])
     );
 
-    let objects = w.blobs.objects.lock().unwrap();
-    let (meta, _) = &objects[&ObjectKey("orders/7/line/line kart.pdf".into())];
+    let meta = w.blobs.meta("orders/7/line/line kart.pdf").unwrap();
     assert_eq!(meta.sub_order_id, SubOrderId(11));
     assert_eq!(meta.order_line_id, Some(OrderLineId(21)));
     assert_eq!(meta.original_name, "line kart.pdf");
     assert_eq!(meta.content_type.as_deref(), Some("application/pdf"));
-    drop(objects);
 
-    let record = w.ledger.asset(7, "line").unwrap();
+    let record = w.ledger.asset(7, "line").await.unwrap();
     assert_eq!(record.state, AssetState::Stored);
+    assert_eq!(
+        record.key.as_ref().map(ObjectKey::as_str),
+        Some("orders/7/line/line kart.pdf")
+    );
+    assert_eq!(record.sub_order_id, Some(SubOrderId(11)));
+    assert_eq!(record.order_line_id, Some(OrderLineId(21)));
+    assert_eq!(record.name.as_deref(), Some("line kart.pdf"));
     assert_eq!(record.bytes, Some(15));
     assert_eq!(
         record.sha256.as_deref(),
         Some(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"content of line")).as_str())
     );
     assert_eq!(record.content_type.as_deref(), Some("application/pdf"));
-    let order = w.ledger.order_record(7).unwrap();
+    let order = w.ledger.order_record(7).await.unwrap();
     assert_eq!(order.last_status.as_deref(), Some("NEW"));
     assert_eq!(order.reference.as_deref(), Some("ref"));
 }
 
 #[tokio::test]
 async fn redelivered_push_downloads_nothing() {
-    let w = world(4);
+    let w = world(4).await;
     w.order(vec![asset("a1", "OK"), asset("a2", "OK")], vec![]);
     w.push("UPDATED").await.unwrap();
     assert_eq!(w.kode.downloads(), 2);
@@ -144,7 +154,7 @@ async fn redelivered_push_downloads_nothing() {
 
 #[tokio::test]
 async fn second_update_downloads_only_the_new_file() {
-    let w = world(4);
+    let w = world(4).await;
     w.order(vec![asset("a1", "OK")], vec![]);
     w.push("UPDATED").await.unwrap();
     w.order(vec![asset("a1", "OK")], vec![asset("a2", "OK")]);
@@ -155,7 +165,7 @@ async fn second_update_downloads_only_the_new_file() {
 
 #[tokio::test]
 async fn deleted_asset_is_removed_and_marked() {
-    let w = world(4);
+    let w = world(4).await;
     w.order(vec![asset("a1", "OK"), asset("a2", "OK")], vec![]);
     w.push("UPDATED").await.unwrap();
     w.order(vec![asset("a1", "DELETED"), asset("a2", "OK")], vec![]);
@@ -163,13 +173,16 @@ async fn deleted_asset_is_removed_and_marked() {
 
     assert_eq!(names(&report.deleted), ["a1"]);
     assert_eq!(w.blobs.keys(), ["orders/7/a2/a2 kart.pdf"]);
-    assert_eq!(w.ledger.asset(7, "a1").unwrap().state, AssetState::Deleted);
-    w.assert_every_stored_record_has_its_file();
+    assert_eq!(
+        w.ledger.asset(7, "a1").await.unwrap().state,
+        AssetState::Deleted
+    );
+    w.assert_every_stored_record_has_its_file().await;
 }
 
 #[tokio::test]
 async fn deleted_asset_never_stored_is_never_stored_later() {
-    let w = world(4);
+    let w = world(4).await;
     w.order(vec![asset("a1", "DELETED")], vec![]);
     let report = w.push("UPDATED").await.unwrap();
     assert_eq!(names(&report.tombstoned), ["a1"]);
@@ -182,7 +195,7 @@ async fn deleted_asset_never_stored_is_never_stored_later() {
 
 #[tokio::test]
 async fn cancelled_order_loses_every_file_and_stores_nothing_later() {
-    let w = world(4);
+    let w = world(4).await;
     w.order(vec![asset("a1", "OK")], vec![asset("a2", "OK")]);
     w.push("UPDATED").await.unwrap();
     assert_eq!(w.blobs.keys().len(), 2);
@@ -191,8 +204,11 @@ async fn cancelled_order_loses_every_file_and_stores_nothing_later() {
     assert!(report.purged);
     assert_eq!(names(&report.deleted), ["a1", "a2"]);
     assert!(w.blobs.keys().is_empty());
-    assert_eq!(w.ledger.asset(7, "a1").unwrap().state, AssetState::Deleted);
-    assert!(w.ledger.order_record(7).unwrap().purged_at.is_some());
+    assert_eq!(
+        w.ledger.asset(7, "a1").await.unwrap().state,
+        AssetState::Deleted
+    );
+    assert!(w.ledger.order_record(7).await.unwrap().purged_at.is_some());
 
     w.order(
         vec![asset("a1", "OK")],
@@ -206,7 +222,7 @@ async fn cancelled_order_loses_every_file_and_stores_nothing_later() {
 
 #[tokio::test]
 async fn refunded_order_is_purged_even_when_kode_no_longer_shows_it() {
-    let w = world(4);
+    let w = world(4).await;
     w.order(vec![asset("a1", "OK")], vec![]);
     w.push("UPDATED").await.unwrap();
     *w.kode.order_status.lock().unwrap() = Some(404);
@@ -218,7 +234,7 @@ async fn refunded_order_is_purged_even_when_kode_no_longer_shows_it() {
 
 #[tokio::test]
 async fn transient_failure_fails_the_push_after_the_other_downloads() {
-    let w = world(1);
+    let w = world(1).await;
     w.order(
         vec![asset("a1", "OK"), asset("bad", "OK"), asset("a3", "OK")],
         vec![],
@@ -239,15 +255,18 @@ async fn transient_failure_fails_the_push_after_the_other_downloads() {
         "{err}"
     );
     // The download after the failing one still ran.
-    assert_eq!(w.ledger.asset(7, "a3").unwrap().state, AssetState::Stored);
-    let bad = w.ledger.asset(7, "bad").unwrap();
+    assert_eq!(
+        w.ledger.asset(7, "a3").await.unwrap().state,
+        AssetState::Stored
+    );
+    let bad = w.ledger.asset(7, "bad").await.unwrap();
     assert_eq!(bad.state, AssetState::Failed);
     let failure = bad.failure.unwrap();
     assert!(failure.transient && failure.attempts == 1, "{failure:?}");
     assert!(w.blobs.content("orders/7/bad/bad kart.pdf").is_none());
-    w.assert_every_stored_record_has_its_file();
+    w.assert_every_stored_record_has_its_file().await;
     // The order is not recorded as synced, only as open for the sweep.
-    let record = w.ledger.order_record(7).unwrap();
+    let record = w.ledger.order_record(7).await.unwrap();
     assert_eq!((record.last_status, record.updated_at), (None, None));
     assert!(record.sweep_until.is_some());
 
@@ -256,12 +275,12 @@ async fn transient_failure_fails_the_push_after_the_other_downloads() {
     let report = w.push("UPDATED").await.unwrap();
     assert_eq!(names(&report.skipped), ["a1", "a3"]);
     assert_eq!(names(&report.stored), ["bad"]);
-    assert_eq!(w.ledger.asset(7, "bad").unwrap().failure, None);
+    assert_eq!(w.ledger.asset(7, "bad").await.unwrap().failure, None);
 }
 
 #[tokio::test]
 async fn permanent_failure_fails_only_the_asset() {
-    let w = world(1);
+    let w = world(1).await;
     w.order(
         vec![asset("gone", "OK"), asset("a2", "OK"), asset("a3", "OK")],
         vec![],
@@ -281,24 +300,22 @@ async fn permanent_failure_fails_only_the_asset() {
     assert!(!failed.transient && !failed.parked && failed.attempts == 1);
     // The completeness report names it, and the order counts as synced.
     assert_eq!(report.missing.as_deref().map(names), Some(vec!["gone"]));
-    assert!(w.ledger.order_record(7).unwrap().finished_at.is_some());
-    assert_eq!(w.ledger.asset(7, "gone").unwrap().state, AssetState::Failed);
+    let order = w.ledger.order_record(7).await.unwrap();
+    assert!(order.finished_at.is_some());
+    assert_eq!(
+        w.ledger.asset(7, "gone").await.unwrap().state,
+        AssetState::Failed
+    );
 }
 
 #[tokio::test]
 async fn a_failed_file_holds_its_order_open_until_stored_or_parked() {
-    let mut w = world(1);
+    let mut w = world(1).await;
     w.processor.failed = FailedPolicy {
         max_attempts: 2,
         retry_parked: false,
     };
-    let held = |w: &World| {
-        w.ledger
-            .holds
-            .lock()
-            .unwrap()
-            .contains(&(OrderId(7), "failed".to_owned()))
-    };
+    let held = |w: &World| w.ledger.holds(7).contains(&"failed".to_owned());
     w.order(vec![asset("gone", "OK"), asset("late", "OK")], vec![]);
     w.kode.files.lock().unwrap().clear();
 
@@ -311,13 +328,16 @@ async fn a_failed_file_holds_its_order_open_until_stored_or_parked() {
     w.processor.failed.retry_parked = true;
     w.order(vec![asset("gone", "OK"), asset("late", "OK")], vec![]);
     w.push("FINISHED").await.unwrap();
-    assert_eq!(w.ledger.asset(7, "gone").unwrap().state, AssetState::Stored);
+    assert_eq!(
+        w.ledger.asset(7, "gone").await.unwrap().state,
+        AssetState::Stored
+    );
     assert!(!held(&w));
 }
 
 #[tokio::test]
 async fn failed_asset_is_retried_until_parked_then_only_on_request() {
-    let mut w = world(1);
+    let mut w = world(1).await;
     w.processor.failed = FailedPolicy {
         max_attempts: 2,
         retry_parked: false,
@@ -342,12 +362,15 @@ async fn failed_asset_is_retried_until_parked_then_only_on_request() {
     w.processor.failed.retry_parked = true;
     let retried = w.push("UPDATED").await.unwrap();
     assert_eq!(names(&retried.stored), ["gone"]);
-    assert_eq!(w.ledger.asset(7, "gone").unwrap().state, AssetState::Stored);
+    assert_eq!(
+        w.ledger.asset(7, "gone").await.unwrap().state,
+        AssetState::Stored
+    );
 }
 
 #[tokio::test]
 async fn failed_asset_deleted_in_kode_turns_deleted() {
-    let w = world(1);
+    let w = world(1).await;
     w.order(vec![asset("gone", "OK")], vec![]);
     w.kode.files.lock().unwrap().clear();
     w.push("UPDATED").await.unwrap();
@@ -355,14 +378,14 @@ async fn failed_asset_deleted_in_kode_turns_deleted() {
     w.order(vec![asset("gone", "DELETED")], vec![]);
     let report = w.push("UPDATED").await.unwrap();
     assert_eq!(names(&report.tombstoned), ["gone"]);
-    let record = w.ledger.asset(7, "gone").unwrap();
+    let record = w.ledger.asset(7, "gone").await.unwrap();
     assert_eq!(record.state, AssetState::Deleted);
     assert_eq!(record.failure, None);
 }
 
 #[tokio::test]
 async fn asset_deleted_by_a_concurrent_run_is_removed_again() {
-    let w = world(4);
+    let w = world(4).await;
     w.order(vec![asset("a1", "OK")], vec![]);
     w.ledger
         .deleted_concurrently
@@ -374,18 +397,22 @@ async fn asset_deleted_by_a_concurrent_run_is_removed_again() {
     assert_eq!(names(&report.refused), ["a1"]);
     assert!(report.stored.is_empty());
     assert!(w.blobs.keys().is_empty(), "the object just written is gone");
-    assert_eq!(w.ledger.asset(7, "a1").unwrap().state, AssetState::Deleted);
+    assert_eq!(
+        w.ledger.asset(7, "a1").await.unwrap().state,
+        AssetState::Deleted
+    );
 }
 
 #[tokio::test]
 async fn finished_reports_missing_files() {
-    let w = world(4);
+    let w = world(4).await;
     w.order(vec![asset("a1", "OK"), asset("a2", "OK")], vec![]);
     let report = w.push("FINISHED").await.unwrap();
     assert_eq!(report.missing, Some(vec![]));
-    assert!(w.ledger.order_record(7).unwrap().finished_at.is_some());
+    let order = w.ledger.order_record(7).await.unwrap();
+    assert!(order.finished_at.is_some());
 
-    let w = world(4);
+    let w = world(4).await;
     w.order(vec![asset("a1", "OK")], vec![]);
     w.ledger
         .deleted_concurrently
@@ -398,14 +425,14 @@ async fn finished_reports_missing_files() {
 
 #[tokio::test]
 async fn kode_outage_fails_retryably_and_changes_nothing() {
-    let w = world(4);
+    let w = world(4).await;
     w.order(vec![asset("a1", "OK")], vec![]);
     *w.kode.order_status.lock().unwrap() = Some(503);
     let err = w.push("UPDATED").await.unwrap_err();
     assert!(err.is_retryable());
     assert!(w.blobs.keys().is_empty());
     // Only opened for the sweep (see below), not recorded as synced.
-    assert_eq!(w.ledger.order_record(7).unwrap().last_status, None);
+    assert_eq!(w.ledger.order_record(7).await.unwrap().last_status, None);
 
     *w.kode.order_status.lock().unwrap() = Some(403);
     assert!(!w.push("UPDATED").await.unwrap_err().is_retryable());
@@ -413,7 +440,7 @@ async fn kode_outage_fails_retryably_and_changes_nothing() {
 
 #[tokio::test]
 async fn another_order_in_the_answer_is_refused() {
-    let w = world(4);
+    let w = world(4).await;
     let order = json!({"id": 8, "orders": []});
     w.kode.set_order(serde_json::from_value(order).unwrap());
     let err = w.push("UPDATED").await.unwrap_err();
@@ -423,7 +450,7 @@ async fn another_order_in_the_answer_is_refused() {
 
 #[tokio::test]
 async fn downloads_run_concurrently_up_to_the_limit() {
-    let w = world(2);
+    let w = world(2).await;
     let assets = (0..6).map(|i| asset(&format!("a{i}"), "OK")).collect();
     w.order(assets, vec![]);
     let report = w.push("UPDATED").await.unwrap();
@@ -442,7 +469,7 @@ fn envelope(push: Value) -> String {
 
 #[tokio::test]
 async fn envelope_with_an_order_push_syncs_the_order() {
-    let w = world(4);
+    let w = world(4).await;
     w.order(vec![asset("a1", "OK")], vec![]);
     let body = envelope(json!({"orderCollectionId": "7", "status": "UPDATED"}));
     match w
@@ -458,7 +485,7 @@ async fn envelope_with_an_order_push_syncs_the_order() {
 
 #[tokio::test]
 async fn unparseable_envelope_fails_permanently() {
-    let w = world(4);
+    let w = world(4).await;
     for body in ["", "{\"v\":1}", "[1,2]"] {
         let err = w
             .processor
@@ -471,7 +498,7 @@ async fn unparseable_envelope_fails_permanently() {
 
 #[tokio::test]
 async fn distributor_message_is_stored_once() {
-    let w = world(4);
+    let w = world(4).await;
     let body = envelope(json!({
         "eventType": "DistributorMessages",
         "eventAction": "Created",
@@ -490,8 +517,11 @@ async fn distributor_message_is_stored_once() {
         .unwrap();
     assert_eq!(again, Outcome::Message(RecordOutcome::AlreadyRecorded));
 
-    let messages = w.ledger.messages.lock().unwrap();
-    let stored = &messages[&("m1".to_owned(), "Created".to_owned())];
+    let messages = w.ledger.messages().await;
+    let stored = messages
+        .iter()
+        .find(|m| (m.id.as_str(), m.event_action.as_str()) == ("m1", "Created"))
+        .unwrap();
     assert_eq!(stored.message_type, "DISTRIBUTOR");
     assert_eq!(stored.message, "Kommunen er stengt");
     assert_eq!(stored.received_at, "2024-05-02T10:00:00Z");
@@ -500,7 +530,7 @@ async fn distributor_message_is_stored_once() {
 
 #[tokio::test]
 async fn past_the_deadline_no_download_starts_and_the_push_is_retried() {
-    let w = world(2);
+    let w = world(2).await;
     w.order(vec![asset("a1", "OK"), asset("a2", "OK")], vec![]);
     let push = OrderPush {
         order_id: OrderId(7),
@@ -516,7 +546,7 @@ async fn past_the_deadline_no_download_starts_and_the_push_is_retried() {
     assert!(err.is_retryable(), "{err}");
     assert_eq!(w.kode.downloads(), 0);
     assert!(
-        w.ledger.assets.lock().unwrap().is_empty(),
+        w.ledger.order_assets(OrderId(7)).await.unwrap().is_empty(),
         "not an attempt: nothing recorded"
     );
 }
@@ -542,10 +572,10 @@ fn synced(outcome: SweepOutcome) -> SyncReport {
 
 #[tokio::test]
 async fn a_sweep_stores_the_file_whose_push_was_lost_and_keeps_the_recorded_status() {
-    let w = world(4);
+    let w = world(4).await;
     w.order(vec![asset("a1", "OK")], vec![]);
     w.push("UPDATED").await.unwrap();
-    let before = w.ledger.order_record(7).unwrap();
+    let before = w.ledger.order_record(7).await.unwrap();
     assert_eq!(
         before.sweep_until.as_deref(),
         Some(crate::model::OPEN_FOREVER)
@@ -557,7 +587,7 @@ async fn a_sweep_stores_the_file_whose_push_was_lost_and_keeps_the_recorded_stat
     assert_eq!(names(&report.stored), ["a2"]);
     assert_eq!(report.status, PushStatus::Updated);
     assert_eq!(w.kode.downloads(), 2);
-    let after = w.ledger.order_record(7).unwrap();
+    let after = w.ledger.order_record(7).await.unwrap();
     assert_eq!(after.last_status, before.last_status);
     assert_eq!(after.updated_at, before.updated_at);
     assert_eq!(after.sweep_until, before.sweep_until);
@@ -565,10 +595,10 @@ async fn a_sweep_stores_the_file_whose_push_was_lost_and_keeps_the_recorded_stat
 
 #[tokio::test]
 async fn a_finished_order_is_swept_as_finished_and_its_late_file_stored() {
-    let w = world(4);
+    let w = world(4).await;
     w.order(vec![asset("a1", "OK")], vec![]);
     w.push("FINISHED").await.unwrap();
-    let finished = w.ledger.order_record(7).unwrap();
+    let finished = w.ledger.order_record(7).await.unwrap();
     let until = finished.sweep_until.clone().expect("open after FINISHED");
     assert!(until.as_str() < crate::model::OPEN_FOREVER, "{until}");
 
@@ -577,7 +607,7 @@ async fn a_finished_order_is_swept_as_finished_and_its_late_file_stored() {
     assert_eq!(report.status, PushStatus::Finished);
     assert_eq!(names(&report.stored), ["late"]);
     assert_eq!(report.missing, Some(vec![]), "completeness reported");
-    let after = w.ledger.order_record(7).unwrap();
+    let after = w.ledger.order_record(7).await.unwrap();
     assert_eq!(after.last_status.as_deref(), Some("FINISHED"));
     assert_eq!(after.finished_at, finished.finished_at);
     assert_eq!(after.sweep_until, Some(until));
@@ -585,11 +615,11 @@ async fn a_finished_order_is_swept_as_finished_and_its_late_file_stored() {
 
 #[tokio::test]
 async fn a_purged_order_is_not_fetched_by_a_sweep_and_is_not_open() {
-    let w = world(4);
+    let w = world(4).await;
     w.order(vec![asset("a1", "OK")], vec![]);
     w.push("UPDATED").await.unwrap();
     w.push("CANCELLED").await.unwrap();
-    let record = w.ledger.order_record(7).unwrap();
+    let record = w.ledger.order_record(7).await.unwrap();
     assert_eq!(record.sweep_until, None);
     w.ledger.hold_open(OrderId(7), "events").await.unwrap();
     assert!(w
@@ -607,7 +637,7 @@ async fn a_purged_order_is_not_fetched_by_a_sweep_and_is_not_open() {
 
 #[tokio::test]
 async fn an_order_kode_no_longer_knows_is_closed_after_the_misses_without_failing() {
-    let w = world(4);
+    let w = world(4).await;
     w.order(vec![asset("a1", "OK")], vec![]);
     w.push("NEW").await.unwrap();
     *w.kode.order.lock().unwrap() = None;
@@ -649,7 +679,7 @@ async fn an_order_kode_no_longer_knows_is_closed_after_the_misses_without_failin
 
 #[tokio::test]
 async fn misses_count_only_in_a_row() {
-    let w = world(4);
+    let w = world(4).await;
     w.order(vec![asset("a1", "OK")], vec![]);
     w.push("NEW").await.unwrap();
     *w.kode.order_status.lock().unwrap() = Some(404);
@@ -657,7 +687,7 @@ async fn misses_count_only_in_a_row() {
     w.sweep().await;
     *w.kode.order_status.lock().unwrap() = None;
     synced(w.sweep().await);
-    assert_eq!(w.ledger.order_record(7).unwrap().sweep_misses, 0);
+    assert_eq!(w.ledger.order_record(7).await.unwrap().sweep_misses, 0);
     *w.kode.order_status.lock().unwrap() = Some(404);
     match w.sweep().await {
         SweepOutcome::Missed(miss) => assert_eq!((miss.misses, miss.closed), (1, false)),
@@ -667,7 +697,7 @@ async fn misses_count_only_in_a_row() {
 
 #[tokio::test]
 async fn a_sweep_that_kode_answers_with_an_error_fails_to_be_retried() {
-    let w = world(4);
+    let w = world(4).await;
     w.order(vec![asset("a1", "OK")], vec![]);
     *w.kode.order_status.lock().unwrap() = Some(503);
     let body = SweepEnvelope::new(OrderId(7), "t".into()).encode();
@@ -677,17 +707,18 @@ async fn a_sweep_that_kode_answers_with_an_error_fails_to_be_retried() {
         .await
         .unwrap_err();
     assert!(err.is_retryable(), "{err}");
-    assert_eq!(w.ledger.order_record(7).map(|o| o.sweep_misses), None);
+    assert_eq!(w.ledger.order_record(7).await.map(|o| o.sweep_misses), None);
 }
 
 #[tokio::test]
 async fn a_push_that_fails_on_kode_still_leaves_the_order_open_for_the_sweep() {
-    let w = world(4);
+    let w = world(4).await;
     *w.kode.order_status.lock().unwrap() = Some(503);
     w.push("NEW").await.unwrap_err();
     let record = w
         .ledger
         .order_record(7)
+        .await
         .expect("recorded before the failure");
     assert_eq!(
         record.sweep_until.as_deref(),

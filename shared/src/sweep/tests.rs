@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use super::*;
 use crate::envelope::{parse_message, QueueMessage};
 use crate::model::{OrderRecord, PushStatus, OPEN_FOREVER};
-use crate::process::fakes::MemLedger;
+use crate::store::local::SqliteLedger;
 use crate::sync::{parse_duration, SweepPolicy};
 
 #[derive(Default)]
@@ -32,7 +32,21 @@ fn at(text: &str) -> Timestamp {
     text.parse().unwrap()
 }
 
-async fn record(ledger: &MemLedger, order: u64, sweep_until: Option<&str>) {
+/// A ledger in a temp directory, removed with the directory.
+async fn ledger() -> (tempfile::TempDir, SqliteLedger) {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = SqliteLedger::open(dir.path().join("ledger.sqlite"))
+        .await
+        .unwrap();
+    (dir, ledger)
+}
+
+async fn swept_at(ledger: &SqliteLedger, order: u64) -> Option<String> {
+    let record = ledger.order(OrderId(order)).await.unwrap();
+    record.expect("an order record").swept_at
+}
+
+async fn record(ledger: &SqliteLedger, order: u64, sweep_until: Option<&str>) {
     ledger
         .upsert_order(&OrderRecord {
             order_id: Some(OrderId(order)),
@@ -103,7 +117,7 @@ fn open_until_follows_the_last_status() {
 
 #[tokio::test]
 async fn a_sweep_sends_one_message_per_open_order_in_its_group() {
-    let ledger = MemLedger::default();
+    let (_dir, ledger) = ledger().await;
     let queue = MemQueue::default();
     record(&ledger, 1, Some(OPEN_FOREVER)).await;
     record(&ledger, 2, Some("2024-05-10T00:00:00Z")).await;
@@ -132,7 +146,7 @@ async fn a_sweep_sends_one_message_per_open_order_in_its_group() {
         other => panic!("{other:?}"),
     }
     assert_eq!(
-        ledger.order_record(1).unwrap().swept_at.as_deref(),
+        swept_at(&ledger, 1).await.as_deref(),
         Some("2024-05-01T10:00:00Z")
     );
 
@@ -152,7 +166,7 @@ async fn a_sweep_sends_one_message_per_open_order_in_its_group() {
 
 #[tokio::test]
 async fn a_send_that_fails_does_not_stop_the_others_and_is_reported() {
-    let ledger = MemLedger::default();
+    let (_dir, ledger) = ledger().await;
     let queue = MemQueue {
         refuse_group: Some("order-1".into()),
         ..MemQueue::default()
@@ -170,5 +184,5 @@ async fn a_send_that_fails_does_not_stop_the_others_and_is_reported() {
     assert!(err.to_string().contains("1 of 2"), "{err}");
     assert_eq!(queue.sent.lock().unwrap().len(), 1);
     // Not marked: the next sweep tries it again.
-    assert_eq!(ledger.order_record(1).unwrap().swept_at, None);
+    assert_eq!(swept_at(&ledger, 1).await, None);
 }
