@@ -234,16 +234,16 @@ async fn an_orders_life_reaches_an_eventbridge_rule_once_per_change() {
     consumer.cleanup().await;
 }
 
-/// Refuses its first call, as a throttled or briefly unreachable bus would.
-struct FailsOnce {
+/// Refuses while `refuse` is set, as a throttled or unreachable bus would.
+struct Switchable {
     inner: EventBridgeAnnouncer,
-    failed: AtomicBool,
+    refuse: AtomicBool,
 }
 
 #[async_trait]
-impl Announcer for FailsOnce {
+impl Announcer for Switchable {
     async fn announce(&self, events: &[Event]) -> Vec<Result<(), AnnounceError>> {
-        if !self.failed.swap(true, Ordering::SeqCst) {
+        if self.refuse.load(Ordering::SeqCst) {
             let error = AnnounceError::Unavailable("ThrottlingException".into());
             return events.iter().map(|_| Err(error.clone())).collect();
         }
@@ -254,11 +254,11 @@ impl Announcer for FailsOnce {
 #[tokio::test]
 async fn an_announcement_that_fails_is_made_by_the_next_run_of_the_order() {
     let consumer = Consumer::start().await;
-    let env = start(Arc::new(FailsOnce {
+    let bus = Arc::new(Switchable {
         inner: consumer.announcer(),
-        failed: AtomicBool::new(false),
-    }))
-    .await;
+        refuse: AtomicBool::new(true),
+    });
+    let env = start(bus.clone()).await;
     let asset = AssetSpec::ok("ev-late", "Kart.pdf", content(5_000, 23));
     let mut order = OrderSpec::new(7202);
     order.sub_orders[0].assets = vec![asset.clone()];
@@ -269,6 +269,7 @@ async fn an_announcement_that_fails_is_made_by_the_next_run_of_the_order() {
     assert!(delivery.failed.is_empty(), "the push does not fail");
     assert!(consumer.received().await.is_empty());
     assert!(env.object(&key_of(7202, &asset)).await.is_some());
+    bus.refuse.store(false, Ordering::SeqCst);
 
     // The next push of the order, with nothing new to store.
     env.send_order(7202, "UPDATED").await;
@@ -284,23 +285,6 @@ async fn an_announcement_that_fails_is_made_by_the_next_run_of_the_order() {
 
     env.cleanup().await;
     consumer.cleanup().await;
-}
-
-/// Refuses while `refuse` is set, as a bus that is down would.
-struct Switchable {
-    inner: EventBridgeAnnouncer,
-    refuse: AtomicBool,
-}
-
-#[async_trait]
-impl Announcer for Switchable {
-    async fn announce(&self, events: &[Event]) -> Vec<Result<(), AnnounceError>> {
-        if self.refuse.load(Ordering::SeqCst) {
-            let error = AnnounceError::Unavailable("bus unreachable".into());
-            return events.iter().map(|_| Err(error.clone())).collect();
-        }
-        self.inner.announce(events).await
-    }
 }
 
 #[tokio::test]
