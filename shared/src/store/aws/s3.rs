@@ -24,11 +24,9 @@ mod meta;
 mod parts;
 
 use async_trait::async_trait;
-use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, ChecksumType, CompletedMultipartUpload, CompletedPart, Tag, Tagging,
 };
-use bytes::{Bytes, BytesMut};
 use tokio::task::JoinSet;
 
 use super::sdk_error::classify;
@@ -37,7 +35,7 @@ use crate::store::{Blobs, PutError, StoreError, StoredObject};
 use crate::stream::ChunkSource;
 pub use budget::UploadBudget;
 use budget::{Kind, Reservation};
-use parts::{crc64_header, PartReader};
+use parts::{crc64_header, PartData, PartReader};
 
 const MIB: usize = 1024 * 1024;
 /// What every upload reserves first; a body that ends within it never holds
@@ -106,7 +104,7 @@ impl S3Blobs {
         key: &ObjectKey,
         meta: &ObjectMeta,
         content_type: Option<String>,
-        body: Bytes,
+        body: PartData,
         crc: u64,
         stored: &StoredObject,
     ) -> Result<(), StoreError> {
@@ -121,7 +119,7 @@ impl S3Blobs {
             // body for the signature (TLS protects it in transit) nor
             // computes a checksum of its own.
             .checksum_crc64_nvme(crc64_header(crc))
-            .body(ByteStream::from(body))
+            .body(body.into_body())
             .customize()
             .disable_payload_signing()
             .send()
@@ -212,7 +210,7 @@ impl S3Blobs {
                 }
             }
             let reservation = self.budget.reserve(Kind::Part, self.part_size).await;
-            let mut data = BytesMut::with_capacity(self.part_size);
+            let mut data = PartData::default();
             reader.fill(&mut data, self.part_size).await?;
             let crc = reader.finish_part();
             number += 1;
@@ -221,7 +219,7 @@ impl S3Blobs {
                 upload_id,
                 number,
                 Part {
-                    data: data.freeze(),
+                    data,
                     crc,
                     reservation,
                 },
@@ -268,7 +266,7 @@ impl S3Blobs {
             .part_number(number)
             .content_length(part.data.len() as i64)
             .checksum_crc64_nvme(crc64_header(part.crc))
-            .body(ByteStream::from(part.data));
+            .body(part.data.into_body());
         let what = format!("UploadPart {number} of {key}");
         let reservation = part.reservation;
         async move {
@@ -319,7 +317,7 @@ impl S3Blobs {
 
 /// A part's bytes with their CRC and the budget they hold.
 struct Part {
-    data: Bytes,
+    data: PartData,
     crc: u64,
     reservation: Reservation,
 }
@@ -343,30 +341,28 @@ impl Blobs for S3Blobs {
         let mut reader = PartReader::new(body, MAX_PARTS * self.part_size as u64);
 
         let start = self.budget.reserve(Kind::Start, START_BYTES).await;
-        let mut head = BytesMut::with_capacity(START_BYTES);
-        reader.fill(&mut head, START_BYTES).await?;
-        let (data, mut reservation) = if reader.at_end().await? {
-            (head, start)
+        let mut data = PartData::default();
+        reader.fill(&mut data, START_BYTES).await?;
+        let mut reservation = if reader.at_end().await? {
+            start
         } else {
-            // The body outgrew its start: move it into a whole part, then
-            // give the start back.
+            // The body outgrew its start: it becomes a whole part, then the
+            // start is given back.
             let part = self.budget.reserve(Kind::Part, self.part_size).await;
-            let mut data = BytesMut::with_capacity(self.part_size);
-            data.extend_from_slice(&head);
-            drop((head, start));
+            drop(start);
             reader.fill(&mut data, self.part_size).await?;
-            (data, part)
+            part
         };
         let crc = reader.finish_part();
         if reader.at_end().await? {
             reservation.shrink_to(data.len());
             let stored = reader.summary();
-            self.put_single(key, meta, content_type, data.freeze(), crc, &stored)
+            self.put_single(key, meta, content_type, data, crc, &stored)
                 .await?;
             return Ok(stored);
         }
         let first = Part {
-            data: data.freeze(),
+            data,
             crc,
             reservation,
         };
