@@ -24,9 +24,11 @@ mod meta;
 mod parts;
 
 use async_trait::async_trait;
+use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, ChecksumType, CompletedMultipartUpload, CompletedPart, Tag, Tagging,
 };
+use bytes::{Bytes, BytesMut};
 use tokio::task::JoinSet;
 
 use super::sdk_error::classify;
@@ -35,7 +37,7 @@ use crate::store::{Blobs, PutError, StoreError, StoredObject};
 use crate::stream::ChunkSource;
 pub use budget::UploadBudget;
 use budget::{Kind, Reservation};
-use parts::{crc64_header, PartData, PartReader};
+use parts::{crc64_header, PartReader};
 
 const MIB: usize = 1024 * 1024;
 /// What every upload reserves first; a body that ends within it never holds
@@ -104,7 +106,7 @@ impl S3Blobs {
         key: &ObjectKey,
         meta: &ObjectMeta,
         content_type: Option<String>,
-        body: PartData,
+        body: Bytes,
         crc: u64,
         stored: &StoredObject,
     ) -> Result<(), StoreError> {
@@ -119,7 +121,7 @@ impl S3Blobs {
             // body for the signature (TLS protects it in transit) nor
             // computes a checksum of its own.
             .checksum_crc64_nvme(crc64_header(crc))
-            .body(body.into_body())
+            .body(ByteStream::from(body))
             .customize()
             .disable_payload_signing()
             .send()
@@ -210,7 +212,7 @@ impl S3Blobs {
                 }
             }
             let reservation = self.budget.reserve(Kind::Part, self.part_size).await;
-            let mut data = PartData::default();
+            let mut data = BytesMut::with_capacity(self.part_size);
             reader.fill(&mut data, self.part_size).await?;
             let crc = reader.finish_part();
             number += 1;
@@ -219,7 +221,7 @@ impl S3Blobs {
                 upload_id,
                 number,
                 Part {
-                    data,
+                    data: data.freeze(),
                     crc,
                     reservation,
                 },
@@ -266,7 +268,7 @@ impl S3Blobs {
             .part_number(number)
             .content_length(part.data.len() as i64)
             .checksum_crc64_nvme(crc64_header(part.crc))
-            .body(part.data.into_body());
+            .body(ByteStream::from(part.data));
         let what = format!("UploadPart {number} of {key}");
         let reservation = part.reservation;
         async move {
@@ -317,7 +319,7 @@ impl S3Blobs {
 
 /// A part's bytes with their CRC and the budget they hold.
 struct Part {
-    data: PartData,
+    data: Bytes,
     crc: u64,
     reservation: Reservation,
 }
@@ -341,28 +343,30 @@ impl Blobs for S3Blobs {
         let mut reader = PartReader::new(body, MAX_PARTS * self.part_size as u64);
 
         let start = self.budget.reserve(Kind::Start, START_BYTES).await;
-        let mut data = PartData::default();
-        reader.fill(&mut data, START_BYTES).await?;
-        let mut reservation = if reader.at_end().await? {
-            start
+        let mut head = BytesMut::with_capacity(START_BYTES);
+        reader.fill(&mut head, START_BYTES).await?;
+        let (data, mut reservation) = if reader.at_end().await? {
+            (head, start)
         } else {
-            // The body outgrew its start: it becomes a whole part, then the
-            // start is given back.
+            // The body outgrew its start: move it into a whole part, then
+            // give the start back.
             let part = self.budget.reserve(Kind::Part, self.part_size).await;
-            drop(start);
+            let mut data = BytesMut::with_capacity(self.part_size);
+            data.extend_from_slice(&head);
+            drop((head, start));
             reader.fill(&mut data, self.part_size).await?;
-            part
+            (data, part)
         };
         let crc = reader.finish_part();
         if reader.at_end().await? {
             reservation.shrink_to(data.len());
             let stored = reader.summary();
-            self.put_single(key, meta, content_type, data, crc, &stored)
+            self.put_single(key, meta, content_type, data.freeze(), crc, &stored)
                 .await?;
             return Ok(stored);
         }
         let first = Part {
-            data,
+            data: data.freeze(),
             crc,
             reservation,
         };

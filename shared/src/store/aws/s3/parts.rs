@@ -1,22 +1,10 @@
 //! Cuts a [`ChunkSource`] into upload parts while taking, in the same pass,
 //! the SHA-256 of the whole body and the CRC64NVME of each part and of the
 //! whole (the checksum S3 verifies itself).
-//!
-//! A part keeps the chunks as they were read, cut at its boundary, and is
-//! sent from them: the bytes are never copied into a part buffer (profiled:
-//! that copy and the page faults of a fresh 8 MiB buffer per part were
-//! about a sixth of the function's CPU per GiB).
 
-use std::convert::Infallible;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
-use aws_sdk_s3::primitives::ByteStream;
-use aws_smithy_types::body::SdkBody;
 use base64::Engine as _;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use crc_fast::{CrcAlgorithm, Digest as Crc};
-use http_body::{Body, Frame, SizeHint};
 use sha2::{Digest, Sha256};
 
 use crate::store::{PutError, StoreError, StoredObject};
@@ -34,71 +22,6 @@ pub(super) struct PartReader<'a> {
     /// previous part, or the chunk read to learn that the body goes on.
     carry: Option<Bytes>,
     ended: bool,
-}
-
-/// The bytes of one part, as the chunks they were read in.
-#[derive(Debug, Default)]
-pub(super) struct PartData {
-    chunks: Vec<Bytes>,
-    len: usize,
-}
-
-impl PartData {
-    pub(super) fn len(&self) -> usize {
-        self.len
-    }
-
-    fn push(&mut self, chunk: Bytes) {
-        self.len += chunk.len();
-        self.chunks.push(chunk);
-    }
-
-    /// A request body the SDK can send again on a retry (the chunks are
-    /// reference-counted, so a rebuild copies no bytes).
-    pub(super) fn into_body(self) -> ByteStream {
-        let chunks: std::sync::Arc<[Bytes]> = self.chunks.into();
-        let len = self.len as u64;
-        ByteStream::new(SdkBody::retryable(move || {
-            SdkBody::from_body_1_x(ChunksBody {
-                chunks: chunks.clone(),
-                next: 0,
-                remaining: len,
-            })
-        }))
-    }
-}
-
-/// Sends a part's chunks one frame each; its exact size is known up front.
-struct ChunksBody {
-    chunks: std::sync::Arc<[Bytes]>,
-    next: usize,
-    remaining: u64,
-}
-
-impl Body for ChunksBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let this = self.get_mut();
-        let Some(chunk) = this.chunks.get(this.next).cloned() else {
-            return Poll::Ready(None);
-        };
-        this.next += 1;
-        this.remaining -= chunk.len() as u64;
-        Poll::Ready(Some(Ok(Frame::data(chunk))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.remaining == 0
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining)
-    }
 }
 
 /// A CRC64NVME as S3 headers carry it: base64 of the big-endian bytes.
@@ -121,7 +44,7 @@ impl<'a> PartReader<'a> {
     }
 
     /// Appends to `part` until it holds `size` bytes or the source ends.
-    pub(super) async fn fill(&mut self, part: &mut PartData, size: usize) -> Result<(), PutError> {
+    pub(super) async fn fill(&mut self, part: &mut BytesMut, size: usize) -> Result<(), PutError> {
         if let Some(carry) = self.carry.take() {
             self.append(part, carry, size);
         }
@@ -189,13 +112,13 @@ impl<'a> PartReader<'a> {
         Ok(None)
     }
 
-    fn append(&mut self, part: &mut PartData, mut chunk: Bytes, size: usize) {
+    fn append(&mut self, part: &mut BytesMut, mut chunk: Bytes, size: usize) {
         let room = size - part.len();
         if chunk.len() > room {
             self.carry = Some(chunk.split_off(room));
         }
         self.part_crc.update(&chunk);
-        part.push(chunk);
+        part.extend_from_slice(&chunk);
     }
 }
 
@@ -228,8 +151,8 @@ mod tests {
     }
 
     struct Cut {
-        /// Each part's bytes with its CRC.
-        parts: Vec<(Vec<u8>, u64)>,
+        /// Each part with its CRC.
+        parts: Vec<(Bytes, u64)>,
         whole_crc: u64,
         summary: StoredObject,
         all: Vec<u8>,
@@ -241,13 +164,10 @@ mod tests {
         let mut reader = PartReader::new(&mut chunks, u64::MAX);
         let mut parts = Vec::new();
         loop {
-            let mut part = PartData::default();
+            let mut part = BytesMut::new();
             reader.fill(&mut part, part_size).await.unwrap();
             let crc = reader.finish_part();
-            let len = part.len();
-            let bytes = part.into_body().collect().await.unwrap().to_vec();
-            assert_eq!(bytes.len(), len);
-            parts.push((bytes, crc));
+            parts.push((part.freeze(), crc));
             if reader.at_end().await.unwrap() {
                 break;
             }
@@ -272,7 +192,7 @@ mod tests {
     async fn chunks_that_straddle_parts_are_split_and_nothing_is_lost() {
         let cut = cut(&[7, 0, 7, 7], 5).await;
         assert_eq!(sizes(&cut), [5, 5, 5, 5, 1]);
-        let joined: Vec<u8> = cut.parts.iter().flat_map(|(p, _)| p.clone()).collect();
+        let joined: Vec<u8> = cut.parts.iter().flat_map(|(p, _)| p.to_vec()).collect();
         assert_eq!(joined, cut.all);
         for (part, part_crc) in &cut.parts {
             assert_eq!(*part_crc, crc(part));
@@ -291,27 +211,11 @@ mod tests {
     #[tokio::test]
     async fn an_empty_body_is_one_empty_part() {
         let cut = cut(&[], 5).await;
-        assert_eq!(cut.parts, [(Vec::new(), crc(b""))]);
+        assert_eq!(cut.parts, [(Bytes::new(), crc(b""))]);
         assert_eq!(
             cut.summary.sha256,
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
-    }
-
-    #[tokio::test]
-    async fn a_part_is_sent_from_its_chunks_and_can_be_sent_again() {
-        let (mut chunks, all) = source(&[3, 4, 5]);
-        let mut reader = PartReader::new(&mut chunks, u64::MAX);
-        let mut part = PartData::default();
-        reader.fill(&mut part, 10).await.unwrap();
-        let body = part.into_body().into_inner();
-        assert_eq!(body.content_length(), Some(10));
-        // What the SDK does before a retry.
-        let again = body.try_clone().expect("a retryable body");
-        for body in [body, again] {
-            let sent = ByteStream::new(body).collect().await.unwrap().to_vec();
-            assert_eq!(sent, all[..10]);
-        }
     }
 
     #[test]
@@ -326,10 +230,7 @@ mod tests {
     async fn a_body_over_the_limit_is_refused() {
         let (mut chunks, _) = source(&[4, 4, 4]);
         let mut reader = PartReader::new(&mut chunks, 10);
-        let err = reader
-            .fill(&mut PartData::default(), 100)
-            .await
-            .unwrap_err();
+        let err = reader.fill(&mut BytesMut::new(), 100).await.unwrap_err();
         assert!(
             matches!(err, PutError::Store(StoreError::Permanent(_))),
             "{err}"
