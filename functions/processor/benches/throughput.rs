@@ -19,6 +19,9 @@
 //!   (e) a full SQS batch: 10 order pushes at once, 4 x 32 MiB files each;
 //!   (f) 20 order pushes at once of 10 x 64 KiB files each: CPU per file.
 //!
+//! `BENCH_CASES` picks cases by letter (default `abcdef`), e.g. `f` alone to
+//! compare small-file CPU against another build, or `d` alone to profile.
+//!
 //! Peak RSS is the kernel's high-water mark (`VmHWM`), reset before each case
 //! through `/proc/self/clear_refs`; it includes the fake's buffers. "Function
 //! CPU" is the process's user + system time minus that of the fake's threads.
@@ -86,30 +89,37 @@ async fn run(fake: &FakeKode) {
     println!("baseline: {}", Rss::read());
 
     // (a) many small assets in one push.
-    let mut order = OrderSpec::new(1);
-    order.sub_orders[0].assets = (0..small_count)
-        .map(|i| AssetSpec {
-            content: AssetContent::Generated {
-                len: small_kib * 1024,
-                seed: i,
-            },
-            ..AssetSpec::ok(&format!("small-{i}"), &format!("Kart {i}.pdf"), Vec::new())
-        })
-        .collect();
-    fake.add_order(order);
-    Rss::reset();
-    let (elapsed, stored) = push(&processor, 1).await;
-    let rss = Rss::read();
-    let bytes = small_count * small_kib * 1024;
-    println!(
+    if wants('a') {
+        let mut order = OrderSpec::new(1);
+        order.sub_orders[0].assets = (0..small_count)
+            .map(|i| AssetSpec {
+                content: AssetContent::Generated {
+                    len: small_kib * 1024,
+                    seed: i,
+                },
+                ..AssetSpec::ok(&format!("small-{i}"), &format!("Kart {i}.pdf"), Vec::new())
+            })
+            .collect();
+        fake.add_order(order);
+        Rss::reset();
+        let (elapsed, stored) = push(&processor, 1).await;
+        let rss = Rss::read();
+        let bytes = small_count * small_kib * 1024;
+        println!(
         "(a) {small_count} x {small_kib} KiB: {stored} assets in {:.2} s = {:.0} assets/s, {:.1} MiB/s; {rss}",
         elapsed.as_secs_f64(),
         stored as f64 / elapsed.as_secs_f64(),
         bytes as f64 / MIB as f64 / elapsed.as_secs_f64(),
     );
+    }
 
     // (b) one large asset, at two sizes.
-    for (order_id, mib) in [(10, large_mib / 4), (20, large_mib)] {
+    let sizes = if wants('b') {
+        vec![(10, large_mib / 4), (20, large_mib)]
+    } else {
+        Vec::new()
+    };
+    for (order_id, mib) in sizes {
         let content = AssetContent::Generated {
             len: mib * MIB,
             seed: order_id,
@@ -184,22 +194,29 @@ async fn s3_cases(
     );
 
     // (c) and (d), alternating so that both see the same machine load.
+    let rounds = if wants('c') || wants('d') { rounds } else { 0 };
     for round in 0..rounds {
         let order_id = 100 + round;
-        Rss::reset();
-        let cpu = Cpu::now();
-        let started = Instant::now();
-        plain_multipart(&s3, &bucket, large_mib * MIB).await;
-        let reference = started.elapsed();
-        let (reference_cpu, rss) = (cpu.elapsed(), Rss::read());
-        empty(&s3, &bucket).await;
-        let reference_rate = large_mib as f64 / reference.as_secs_f64();
-        println!(
+        let mut reference_rate = f64::NAN;
+        if wants('c') {
+            Rss::reset();
+            let cpu = Cpu::now();
+            let started = Instant::now();
+            plain_multipart(&s3, &bucket, large_mib * MIB).await;
+            let reference = started.elapsed();
+            let (reference_cpu, rss) = (cpu.elapsed(), Rss::read());
+            empty(&s3, &bucket).await;
+            reference_rate = large_mib as f64 / reference.as_secs_f64();
+            println!(
             "(c) plain multipart upload of {large_mib} MiB from memory: {:.2} s = {reference_rate:.1} MiB/s; \
              CPU {:.2} s; {rss}",
             reference.as_secs_f64(),
             reference_cpu.function.as_secs_f64(),
         );
+        }
+        if !wants('d') {
+            continue;
+        }
 
         let content = AssetContent::Generated {
             len: large_mib * MIB,
@@ -234,27 +251,28 @@ async fn s3_cases(
     }
 
     // (e) a full batch: its groups run at once, as in the Lambda.
-    let orders: Vec<u64> = (200..210).collect();
-    for &order_id in &orders {
-        let mut order = OrderSpec::new(order_id);
-        order.sub_orders[0].assets = (0..4)
-            .map(|i| AssetSpec {
-                content: AssetContent::Generated {
-                    len: 32 * MIB,
-                    seed: order_id * 10 + i,
-                },
-                ..AssetSpec::ok(&format!("batch-{order_id}-{i}"), "Kart.tif", Vec::new())
-            })
-            .collect();
-        fake.add_order(order);
-    }
-    budget.reset_peak();
-    Rss::reset();
-    let cpu = Cpu::now();
-    let (elapsed, stored) = push_all(&processor, &orders).await;
-    let (used, rss) = (cpu.elapsed(), Rss::read());
-    empty(&s3, &bucket).await;
-    println!(
+    if wants('e') {
+        let orders: Vec<u64> = (200..210).collect();
+        for &order_id in &orders {
+            let mut order = OrderSpec::new(order_id);
+            order.sub_orders[0].assets = (0..4)
+                .map(|i| AssetSpec {
+                    content: AssetContent::Generated {
+                        len: 32 * MIB,
+                        seed: order_id * 10 + i,
+                    },
+                    ..AssetSpec::ok(&format!("batch-{order_id}-{i}"), "Kart.tif", Vec::new())
+                })
+                .collect();
+            fake.add_order(order);
+        }
+        budget.reset_peak();
+        Rss::reset();
+        let cpu = Cpu::now();
+        let (elapsed, stored) = push_all(&processor, &orders).await;
+        let (used, rss) = (cpu.elapsed(), Rss::read());
+        empty(&s3, &bucket).await;
+        println!(
         "(e) full batch, 10 pushes x 4 x 32 MiB at once: {stored} assets in {:.2} s = {:.1} MiB/s; \
          function CPU {:.2} s; {rss}; budget peak {:.0} of {} MiB",
         elapsed.as_secs_f64(),
@@ -263,8 +281,12 @@ async fn s3_cases(
         budget.peak() as f64 / MIB as f64,
         budget.total() >> 20,
     );
+    }
 
     // (f) many small files.
+    if !wants('f') {
+        return;
+    }
     let orders: Vec<u64> = (300..320).collect();
     for &order_id in &orders {
         let mut order = OrderSpec::new(order_id);
@@ -505,6 +527,11 @@ impl std::fmt::Display for Rss {
             self.peak, self.current
         )
     }
+}
+
+/// Whether `BENCH_CASES` (default: all) names this case.
+fn wants(case: char) -> bool {
+    std::env::var("BENCH_CASES").map_or(true, |cases| cases.contains(case))
 }
 
 fn env_number(name: &str, default: u64) -> u64 {

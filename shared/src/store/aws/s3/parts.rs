@@ -70,7 +70,13 @@ impl<'a> PartReader<'a> {
     /// Closes the part filled so far and returns its CRC64NVME.
     pub(super) fn finish_part(&mut self) -> u64 {
         let crc = self.part_crc.finalize();
-        self.whole_crc.combine(&self.part_crc);
+        // Combining costs about 0.2 ms (GF(2) matrix squaring), more than
+        // the CRC of a 64 KiB file itself: the first part is the whole so far.
+        if self.whole_crc.get_amount() == 0 {
+            self.whole_crc = self.part_crc;
+        } else {
+            self.whole_crc.combine(&self.part_crc);
+        }
         self.part_crc.reset();
         crc
     }
