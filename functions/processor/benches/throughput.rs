@@ -253,19 +253,7 @@ async fn s3_cases(
     // (e) a full batch: its groups run at once, as in the Lambda.
     if wants('e') {
         let orders: Vec<u64> = (200..210).collect();
-        for &order_id in &orders {
-            let mut order = OrderSpec::new(order_id);
-            order.sub_orders[0].assets = (0..4)
-                .map(|i| AssetSpec {
-                    content: AssetContent::Generated {
-                        len: 32 * MIB,
-                        seed: order_id * 10 + i,
-                    },
-                    ..AssetSpec::ok(&format!("batch-{order_id}-{i}"), "Kart.tif", Vec::new())
-                })
-                .collect();
-            fake.add_order(order);
-        }
+        add_generated_orders(fake, &orders, 4, 32 * MIB, "batch", "Kart.tif");
         budget.reset_peak();
         Rss::reset();
         let cpu = Cpu::now();
@@ -288,19 +276,7 @@ async fn s3_cases(
         return;
     }
     let orders: Vec<u64> = (300..320).collect();
-    for &order_id in &orders {
-        let mut order = OrderSpec::new(order_id);
-        order.sub_orders[0].assets = (0..10)
-            .map(|i| AssetSpec {
-                content: AssetContent::Generated {
-                    len: 64 * 1024,
-                    seed: order_id * 10 + i,
-                },
-                ..AssetSpec::ok(&format!("small-{order_id}-{i}"), "Kart.pdf", Vec::new())
-            })
-            .collect();
-        fake.add_order(order);
-    }
+    add_generated_orders(fake, &orders, 10, 64 * 1024, "small", "Kart.pdf");
     Rss::reset();
     let cpu = Cpu::now();
     let (elapsed, stored) = push_all(&processor, &orders).await;
@@ -314,6 +290,31 @@ async fn s3_cases(
         used.function.as_secs_f64() * 1000.0 / stored.max(1) as f64,
         used.fake.as_secs_f64(),
     );
+}
+
+/// Orders with `files` generated assets of `len` bytes each, ids
+/// `<prefix>-<order>-<n>`.
+fn add_generated_orders(
+    fake: &FakeKode,
+    orders: &[u64],
+    files: u64,
+    len: u64,
+    prefix: &str,
+    name: &str,
+) {
+    for &order_id in orders {
+        let mut order = OrderSpec::new(order_id);
+        order.sub_orders[0].assets = (0..files)
+            .map(|i| AssetSpec {
+                content: AssetContent::Generated {
+                    len,
+                    seed: order_id * 10 + i,
+                },
+                ..AssetSpec::ok(&format!("{prefix}-{order_id}-{i}"), name, Vec::new())
+            })
+            .collect();
+        fake.add_order(order);
+    }
 }
 
 /// The reference: what the emulator ingests from a plain client that has
