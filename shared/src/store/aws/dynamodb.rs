@@ -200,18 +200,18 @@ impl Ledger for DynamoLedger {
         // that it is still what was read, so that the event (which depends
         // on what was there before) goes in the same transaction.
         for _ in 0..FAILED_WRITE_TRIES {
-            let before = match self.asset(attempt.order_id, &attempt.asset_id).await? {
+            let (exists, before) = match self.asset(attempt.order_id, &attempt.asset_id).await? {
                 Some(existing) if existing.state != AssetState::Failed => {
                     return Ok(FailedOutcome::Settled(existing.state))
                 }
-                Some(existing) => Some(existing.failure),
-                None => None,
+                Some(existing) => (true, existing.failure),
+                None => (false, None),
             };
-            let counted = before.as_ref().and_then(|f| f.as_ref().map(|f| f.attempts));
+            let counted = before.as_ref().map(|f| f.attempts);
             let attempts = counted.unwrap_or(0).saturating_add(1);
-            let event = announce(before.as_ref().and_then(Option::as_ref), attempts);
+            let event = announce(before.as_ref(), attempts);
             if self
-                .write_failed(attempt, before.is_some(), counted, attempts, event.as_ref())
+                .write_failed(attempt, exists, counted, attempts, event.as_ref())
                 .await?
             {
                 return Ok(FailedOutcome::Recorded { attempts });

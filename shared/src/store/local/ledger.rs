@@ -374,11 +374,11 @@ impl Ledger for SqliteLedger {
                 let tx = conn
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(sql_error)?;
-                let before = match asset_state(&tx, order, &a.asset_id)? {
-                    Some(state @ (AssetState::Stored | AssetState::Deleted)) => {
-                        return Ok(FailedOutcome::Settled(state));
+                let before = match asset_record(&tx, order, &a.asset_id)? {
+                    Some(existing) if existing.state != AssetState::Failed => {
+                        return Ok(FailedOutcome::Settled(existing.state));
                     }
-                    Some(AssetState::Failed) => asset_failure(&tx, order, &a.asset_id)?,
+                    Some(existing) => existing.failure,
                     None => None,
                 };
                 let attempts: i64 = tx
@@ -739,19 +739,17 @@ fn asset_state(
     .map_err(sql_error)
 }
 
-/// The failure recorded for a FAILED asset.
-fn asset_failure(
+fn asset_record(
     conn: &rusqlite::Connection,
     order: i64,
     asset: &AssetId,
-) -> Result<Option<AssetFailure>, StoreError> {
+) -> Result<Option<AssetRecord>, StoreError> {
     conn.query_row(
         &format!("SELECT {ASSET_COLUMNS} FROM assets WHERE order_id = ?1 AND asset_id = ?2"),
         params![order, asset.as_str()],
         asset_from_row,
     )
     .optional()
-    .map(|record| record.and_then(|r| r.failure))
     .map_err(sql_error)
 }
 
