@@ -239,13 +239,14 @@ async fn s3_cases(
         println!(
             "(d) 1 x {large_mib} MiB through the processor to S3: {stored} asset in {:.2} s = {rate:.1} MiB/s \
              = {:.2} x (c); function CPU {:.2} s ({:.2} s/GiB; fake KODE {:.2} s); {rss}; \
-             budget peak {:.0} MiB; sha256 {}",
+             budget peak {:.0} MiB, part buffers allocated {:.0} MiB in all; sha256 {}",
             elapsed.as_secs_f64(),
             rate / reference_rate,
             used.function.as_secs_f64(),
             used.function.as_secs_f64() * 1024.0 / large_mib as f64,
             used.fake.as_secs_f64(),
             budget.peak() as f64 / MIB as f64,
+            budget.part_bytes_allocated() as f64 / MIB as f64,
             if verified { "verified" } else { "MISMATCH" },
         );
     }

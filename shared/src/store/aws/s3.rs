@@ -35,8 +35,8 @@ use super::sdk_error::classify;
 use crate::model::{ObjectKey, ObjectMeta};
 use crate::store::{Blobs, PutError, StoreError, StoredObject};
 use crate::stream::ChunkSource;
+use budget::Kind;
 pub use budget::UploadBudget;
-use budget::{Kind, Reservation};
 use parts::{crc64_header, PartReader};
 
 const MIB: usize = 1024 * 1024;
@@ -212,7 +212,7 @@ impl S3Blobs {
                 }
             }
             let reservation = self.budget.reserve(Kind::Part, self.part_size).await;
-            let mut data = BytesMut::with_capacity(self.part_size);
+            let mut data = reservation.buffer();
             reader.fill(&mut data, self.part_size).await?;
             let crc = reader.finish_part();
             number += 1;
@@ -221,9 +221,8 @@ impl S3Blobs {
                 upload_id,
                 number,
                 Part {
-                    data: data.freeze(),
+                    data: reservation.hold(data),
                     crc,
-                    reservation,
                 },
             ));
         }
@@ -270,16 +269,13 @@ impl S3Blobs {
             .checksum_crc64_nvme(crc64_header(part.crc))
             .body(ByteStream::from(part.data));
         let what = format!("UploadPart {number} of {key}");
-        let reservation = part.reservation;
         async move {
             let output = request
                 .customize()
                 .disable_payload_signing()
                 .send()
                 .await
-                .map_err(|e| classify(&what, e));
-            drop(reservation);
-            let output = output?;
+                .map_err(|e| classify(&what, e))?;
             Ok(CompletedPart::builder()
                 .part_number(number)
                 .set_e_tag(output.e_tag)
@@ -317,11 +313,10 @@ impl S3Blobs {
     }
 }
 
-/// A part's bytes with their CRC and the budget they hold.
+/// A part's bytes (holding their budget) with their CRC.
 struct Part {
     data: Bytes,
     crc: u64,
-    reservation: Reservation,
 }
 
 fn joined(
@@ -351,7 +346,8 @@ impl Blobs for S3Blobs {
             // The body outgrew its start: move it into a whole part, then
             // give the start back.
             let part = self.budget.reserve(Kind::Part, self.part_size).await;
-            let mut data = BytesMut::with_capacity(self.part_size);
+            // Fresh: a body that ends within it shrinks its reservation.
+            let mut data = part.fresh_buffer();
             data.extend_from_slice(&head);
             drop((head, start));
             reader.fill(&mut data, self.part_size).await?;
@@ -361,14 +357,14 @@ impl Blobs for S3Blobs {
         if reader.at_end().await? {
             reservation.shrink_to(data.len());
             let stored = reader.summary();
-            self.put_single(key, meta, content_type, data.freeze(), crc, &stored)
+            let body = reservation.hold(data);
+            self.put_single(key, meta, content_type, body, crc, &stored)
                 .await?;
             return Ok(stored);
         }
         let first = Part {
-            data: data.freeze(),
+            data: reservation.hold(data),
             crc,
-            reservation,
         };
         self.put_multipart(key, meta, content_type, first, &mut reader)
             .await

@@ -9,10 +9,16 @@
 //! needing anything else, so whoever waits for `parts` is eventually
 //! served. Were both one pool, uploads that each held a half-filled first
 //! part could wait for one another forever.
+//!
+//! Part buffers are reused: a part whose upload is done gives its buffer
+//! back for the next one, so the memory allocated for parts stays within
+//! the parts pool whatever the allocator keeps of freed blocks, and a
+//! large file costs no page faults past its first parts.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use bytes::{Bytes, BytesMut};
 use tokio::sync::Semaphore;
 
 use crate::store::StoreError;
@@ -32,6 +38,10 @@ struct Inner {
     held: AtomicU64,
     /// The most ever reserved at once.
     peak: AtomicU64,
+    /// Part buffers whose upload is done, ready for the next part.
+    spare_parts: Mutex<Vec<BytesMut>>,
+    /// Bytes ever allocated for part buffers (reused ones count once).
+    part_bytes_allocated: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -58,6 +68,8 @@ impl UploadBudget {
                 parts: Pool::new(total - starts),
                 held: AtomicU64::new(0),
                 peak: AtomicU64::new(0),
+                spare_parts: Mutex::new(Vec::new()),
+                part_bytes_allocated: AtomicU64::new(0),
             }),
         }
     }
@@ -81,6 +93,13 @@ impl UploadBudget {
     /// Bytes reserved right now.
     pub fn held(&self) -> u64 {
         self.inner.held.load(Ordering::Relaxed)
+    }
+
+    /// Bytes allocated for part buffers so far. They are reused: for
+    /// uploads of one part size this stays within the parts pool (three
+    /// quarters of [`Self::total`]).
+    pub fn part_bytes_allocated(&self) -> u64 {
+        self.inner.part_bytes_allocated.load(Ordering::Relaxed)
     }
 
     /// Refuses a budget in which an upload could never get the reservations
@@ -121,6 +140,14 @@ impl UploadBudget {
         }
     }
 
+    fn spare_parts(&self) -> std::sync::MutexGuard<'_, Vec<BytesMut>> {
+        // A panic while holding the lock cannot leave the list half changed.
+        self.inner
+            .spare_parts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     fn pool(&self, kind: Kind) -> &Pool {
         match kind {
             Kind::Start => &self.inner.starts,
@@ -158,6 +185,61 @@ pub(super) struct Reservation {
 }
 
 impl Reservation {
+    /// An empty buffer with room for the reserved bytes: for a part, one
+    /// given back by an earlier part if there is one. Its memory is all in
+    /// use by then, so a reservation that will be shrunk must not take it:
+    /// see [`Self::fresh_buffer`].
+    pub(super) fn buffer(&self) -> BytesMut {
+        if let Kind::Part = self.kind {
+            let spare = self.budget.spare_parts().pop();
+            if let Some(buffer) = spare.filter(|b| b.capacity() >= self.bytes) {
+                return buffer;
+            }
+        }
+        self.fresh_buffer()
+    }
+
+    /// A newly allocated buffer: the pages it never fills take no memory,
+    /// so its reservation can be shrunk to what it holds.
+    pub(super) fn fresh_buffer(&self) -> BytesMut {
+        if let Kind::Part = self.kind {
+            self.budget
+                .inner
+                .part_bytes_allocated
+                .fetch_add(self.bytes as u64, Ordering::Relaxed);
+        }
+        BytesMut::with_capacity(self.bytes)
+    }
+
+    /// The bytes of `buffer`, which hold this reservation until their last
+    /// copy is dropped (the HTTP client may drop its own a moment after the
+    /// request is answered); a part's buffer is then kept for the next part.
+    pub(super) fn hold(self, buffer: BytesMut) -> Bytes {
+        Bytes::from_owner(HeldBytes {
+            buffer,
+            reservation: self,
+        })
+    }
+
+    /// Keeps a part's buffer for the next part if it is whole reserved (not
+    /// shrunk), and only while spare buffers and the parts reserved by
+    /// others fit the parts pool, so that what is allocated for parts never
+    /// exceeds it.
+    fn recycle(&self, mut buffer: BytesMut) {
+        if !matches!(self.kind, Kind::Part) || buffer.capacity() > self.bytes {
+            return;
+        }
+        let parts = &self.budget.inner.parts;
+        let reserved_by_others =
+            parts.capacity - parts.semaphore.available_permits() as u64 - self.bytes as u64;
+        let mut spare = self.budget.spare_parts();
+        let spare_bytes: u64 = spare.iter().map(|b| b.capacity() as u64).sum();
+        if spare_bytes + buffer.capacity() as u64 + reserved_by_others <= parts.capacity {
+            buffer.clear();
+            spare.push(buffer);
+        }
+    }
+
     /// Gives back all but `bytes` (a body that ended short of what was
     /// reserved for it).
     pub(super) fn shrink_to(&mut self, bytes: usize) {
@@ -171,6 +253,25 @@ impl Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         self.budget.release(self.kind, self.bytes);
+    }
+}
+
+/// The owner behind the [`Bytes`] of [`Reservation::hold`].
+struct HeldBytes {
+    buffer: BytesMut,
+    reservation: Reservation,
+}
+
+impl AsRef<[u8]> for HeldBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.buffer
+    }
+}
+
+impl Drop for HeldBytes {
+    fn drop(&mut self) {
+        // Before the reservation's own drop gives its bytes back.
+        self.reservation.recycle(std::mem::take(&mut self.buffer));
     }
 }
 
@@ -209,6 +310,89 @@ mod tests {
         let _start = budget.reserve(Kind::Start, 100).await;
         assert_eq!(budget.peak(), 400);
         assert_eq!(budget.total(), 400);
+    }
+
+    /// A part of `len` bytes as an upload fills it.
+    async fn filled_part(budget: &UploadBudget, len: usize, byte: u8) -> Bytes {
+        let part = budget.reserve(Kind::Part, len).await;
+        let mut buffer = part.buffer();
+        assert!(buffer.is_empty(), "a reused buffer is empty");
+        buffer.extend_from_slice(&vec![byte; len]);
+        part.hold(buffer)
+    }
+
+    #[tokio::test]
+    async fn held_bytes_keep_their_reservation_until_the_last_copy_is_dropped() {
+        let budget = UploadBudget::new(400);
+        let bytes = filled_part(&budget, 100, 7).await;
+        let copy = bytes.clone();
+        drop(bytes);
+        assert_eq!(budget.held(), 100, "a copy still holds the buffer");
+        assert_eq!(copy, vec![7; 100]);
+        drop(copy);
+        assert_eq!(budget.held(), 0);
+    }
+
+    #[tokio::test]
+    async fn part_buffers_are_reused_within_the_parts_pool() {
+        let budget = UploadBudget::new(400);
+        for round in 0..10 {
+            let bytes = filled_part(&budget, 100, round).await;
+            assert_eq!(bytes, vec![round; 100]);
+        }
+        assert_eq!(budget.part_bytes_allocated(), 100, "one buffer, reused");
+
+        // Three parts at once need three buffers, and all three are kept.
+        let mut parts = Vec::new();
+        for round in 0..3 {
+            parts.push(filled_part(&budget, 100, round).await);
+        }
+        assert_eq!(budget.part_bytes_allocated(), 300);
+        drop(parts);
+        let _part = filled_part(&budget, 100, 9).await;
+        assert_eq!(budget.part_bytes_allocated(), 300, "taken from the spares");
+    }
+
+    #[tokio::test]
+    async fn spare_buffers_and_reserved_parts_never_exceed_the_parts_pool() {
+        let budget = UploadBudget::new(400);
+        let a = filled_part(&budget, 100, 1).await;
+        let b = filled_part(&budget, 100, 2).await;
+        let c = budget.reserve(Kind::Part, 100).await;
+        drop(a);
+        let d = budget.reserve(Kind::Part, 100).await;
+        // Reserved: c and d; spare: a's buffer. Keeping b's as well would
+        // put 400 bytes of parts in memory.
+        drop(b);
+        drop((c, d));
+        let _first = filled_part(&budget, 100, 3).await;
+        assert_eq!(budget.part_bytes_allocated(), 200, "a's buffer is reused");
+        let _second = filled_part(&budget, 100, 4).await;
+        assert_eq!(budget.part_bytes_allocated(), 300, "b's buffer was let go");
+    }
+
+    #[tokio::test]
+    async fn a_shrunk_reservation_neither_takes_nor_keeps_a_spare() {
+        let budget = UploadBudget::new(400);
+        drop(filled_part(&budget, 100, 1).await);
+        let mut single = budget.reserve(Kind::Part, 100).await;
+        let mut buffer = single.fresh_buffer();
+        buffer.extend_from_slice(&[5; 10]);
+        single.shrink_to(10);
+        assert_eq!(budget.part_bytes_allocated(), 200, "a fresh buffer");
+        drop(single.hold(buffer));
+        assert_eq!(budget.spare_parts().len(), 1, "only the whole one is kept");
+    }
+
+    #[tokio::test]
+    async fn start_buffers_are_not_kept() {
+        let budget = UploadBudget::new(400);
+        let start = budget.reserve(Kind::Start, 100).await;
+        let buffer = start.buffer();
+        drop(start.hold(buffer));
+        assert_eq!(budget.part_bytes_allocated(), 0);
+        assert!(budget.spare_parts().is_empty());
+        assert_eq!(budget.held(), 0);
     }
 
     #[test]
