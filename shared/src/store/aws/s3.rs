@@ -211,7 +211,7 @@ impl S3Blobs {
                     completed.push(joined(done)?);
                 }
             }
-            let reservation = self.budget.reserve(Kind::Part, self.part_size).await;
+            let mut reservation = self.budget.reserve(Kind::Part, self.part_size).await;
             let mut data = reservation.buffer();
             reader.fill(&mut data, self.part_size).await?;
             let crc = reader.finish_part();
@@ -345,9 +345,8 @@ impl Blobs for S3Blobs {
         } else {
             // The body outgrew its start: move it into a whole part, then
             // give the start back.
-            let part = self.budget.reserve(Kind::Part, self.part_size).await;
-            // Fresh: a body that ends within it shrinks its reservation.
-            let mut data = part.fresh_buffer();
+            let mut part = self.budget.reserve(Kind::Part, self.part_size).await;
+            let mut data = part.buffer();
             data.extend_from_slice(&head);
             drop((head, start));
             reader.fill(&mut data, self.part_size).await?;

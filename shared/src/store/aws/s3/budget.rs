@@ -137,6 +137,7 @@ impl UploadBudget {
             budget: self.clone(),
             kind,
             bytes,
+            reused: false,
         }
     }
 
@@ -182,27 +183,20 @@ pub(super) struct Reservation {
     budget: UploadBudget,
     kind: Kind,
     bytes: usize,
+    /// Holds a reused buffer, whose memory is all in use.
+    reused: bool,
 }
 
 impl Reservation {
     /// An empty buffer with room for the reserved bytes: for a part, one
-    /// given back by an earlier part if there is one. Its memory is all in
-    /// use by then, so a reservation that will be shrunk must not take it:
-    /// see [`Self::fresh_buffer`].
-    pub(super) fn buffer(&self) -> BytesMut {
+    /// given back by an earlier part if there is one.
+    pub(super) fn buffer(&mut self) -> BytesMut {
         if let Kind::Part = self.kind {
             let spare = self.budget.spare_parts().pop();
             if let Some(buffer) = spare.filter(|b| b.capacity() >= self.bytes) {
+                self.reused = true;
                 return buffer;
             }
-        }
-        self.fresh_buffer()
-    }
-
-    /// A newly allocated buffer: the pages it never fills take no memory,
-    /// so its reservation can be shrunk to what it holds.
-    pub(super) fn fresh_buffer(&self) -> BytesMut {
-        if let Kind::Part = self.kind {
             self.budget
                 .inner
                 .part_bytes_allocated
@@ -221,14 +215,11 @@ impl Reservation {
         })
     }
 
-    /// Keeps a part's buffer for the next part if it is whole reserved (not
-    /// shrunk), and only while spare buffers and the parts reserved by
-    /// others fit the parts pool, so that what is allocated for parts never
-    /// exceeds it.
+    /// Keeps a part's buffer for the next part while spare buffers and the
+    /// parts reserved by others fit the parts pool, so that what is
+    /// allocated for parts never exceeds it.
     fn recycle(&self, mut buffer: BytesMut) {
-        if !matches!(self.kind, Kind::Part) || buffer.capacity() > self.bytes {
-            return;
-        }
+        let Kind::Part = self.kind else { return };
         let parts = &self.budget.inner.parts;
         let reserved_by_others =
             parts.capacity - parts.semaphore.available_permits() as u64 - self.bytes as u64;
@@ -241,9 +232,10 @@ impl Reservation {
     }
 
     /// Gives back all but `bytes` (a body that ended short of what was
-    /// reserved for it).
+    /// reserved for it), unless it holds a reused buffer: the pages a new
+    /// buffer never filled take no memory, those of a reused one do.
     pub(super) fn shrink_to(&mut self, bytes: usize) {
-        if bytes < self.bytes {
+        if bytes < self.bytes && !self.reused {
             self.budget.release(self.kind, self.bytes - bytes);
             self.bytes = bytes;
         }
@@ -314,7 +306,7 @@ mod tests {
 
     /// A part of `len` bytes as an upload fills it.
     async fn filled_part(budget: &UploadBudget, len: usize, byte: u8) -> Bytes {
-        let part = budget.reserve(Kind::Part, len).await;
+        let mut part = budget.reserve(Kind::Part, len).await;
         let mut buffer = part.buffer();
         assert!(buffer.is_empty(), "a reused buffer is empty");
         buffer.extend_from_slice(&vec![byte; len]);
@@ -372,22 +364,30 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_shrunk_reservation_neither_takes_nor_keeps_a_spare() {
+    async fn only_a_reservation_with_a_new_buffer_shrinks() {
         let budget = UploadBudget::new(400);
-        drop(filled_part(&budget, 100, 1).await);
-        let mut single = budget.reserve(Kind::Part, 100).await;
-        let mut buffer = single.fresh_buffer();
+        let mut fresh = budget.reserve(Kind::Part, 100).await;
+        let mut buffer = fresh.buffer();
         buffer.extend_from_slice(&[5; 10]);
-        single.shrink_to(10);
-        assert_eq!(budget.part_bytes_allocated(), 200, "a fresh buffer");
-        drop(single.hold(buffer));
-        assert_eq!(budget.spare_parts().len(), 1, "only the whole one is kept");
+        fresh.shrink_to(10);
+        assert_eq!(budget.held(), 10, "its other pages were never touched");
+        drop(fresh.hold(buffer));
+        assert_eq!(budget.held(), 0);
+
+        let mut reused = budget.reserve(Kind::Part, 100).await;
+        let mut buffer = reused.buffer();
+        assert_eq!(budget.part_bytes_allocated(), 100, "the first buffer again");
+        buffer.extend_from_slice(&[6; 10]);
+        reused.shrink_to(10);
+        assert_eq!(budget.held(), 100, "a reused buffer is all in memory");
+        drop(reused.hold(buffer));
+        assert_eq!(budget.held(), 0);
     }
 
     #[tokio::test]
     async fn start_buffers_are_not_kept() {
         let budget = UploadBudget::new(400);
-        let start = budget.reserve(Kind::Start, 100).await;
+        let mut start = budget.reserve(Kind::Start, 100).await;
         let buffer = start.buffer();
         drop(start.hold(buffer));
         assert_eq!(budget.part_bytes_allocated(), 0);
