@@ -24,7 +24,8 @@
 //!
 //! Peak RSS is the kernel's high-water mark (`VmHWM`), reset before each case
 //! through `/proc/self/clear_refs`; it includes the fake's buffers. "Function
-//! CPU" is the process's user + system time minus that of the fake's threads.
+//! CPU" is the process's CPU clock minus the fake's threads' time on CPU,
+//! both to the nanosecond.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -434,12 +435,17 @@ impl Cpu {
             .into_iter()
             .flatten()
             .flatten()
-            .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
-            .filter(|stat| stat.contains(&format!("({FAKE_THREADS})")))
-            .map(|stat| cpu_of(&stat))
+            .filter(|task| {
+                std::fs::read_to_string(task.path().join("comm"))
+                    .is_ok_and(|comm| comm.trim_end() == FAKE_THREADS)
+            })
+            .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+            .map(|schedstat| thread_cpu(&schedstat))
             .sum();
-        let process = cpu_of(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default());
-        Cpu { process, fake }
+        Cpu {
+            process: process_cpu(),
+            fake,
+        }
     }
 
     fn elapsed(&self) -> CpuUsed {
@@ -455,19 +461,29 @@ impl Cpu {
     }
 }
 
-/// utime + stime of a `/proc/.../stat` line, in the kernel's fixed 100 Hz
-/// user ticks.
-fn cpu_of(stat: &str) -> Duration {
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
+/// CPU time of the whole process, threads that have ended included, to the
+/// nanosecond (`/proc`'s utime and stime count 10 ms ticks: too coarse for
+/// a case that takes half a second of CPU).
+fn process_cpu() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
     };
-    // Fields 14 and 15 of stat(5); after the name, state is index 0.
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+    // SAFETY: clock_gettime only writes the timespec it is given.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut now) };
+    assert_eq!(rc, 0, "the process CPU clock is readable");
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
+/// Time on CPU of one thread: the first field of its `schedstat`, in ns.
+/// The fake's threads run for the whole bench, so none ends uncounted.
+fn thread_cpu(schedstat: &str) -> Duration {
+    let nanos = schedstat
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Duration::from_nanos(nanos)
 }
 
 /// Runs one NEW push for `order` through the processor; returns the time
