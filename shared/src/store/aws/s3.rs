@@ -28,7 +28,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, ChecksumType, CompletedMultipartUpload, CompletedPart, Tag, Tagging,
 };
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::task::JoinSet;
 
 use super::sdk_error::classify;
@@ -337,8 +337,8 @@ impl Blobs for S3Blobs {
         let content_type = meta::content_type(meta, body.content_type());
         let mut reader = PartReader::new(body, MAX_PARTS * self.part_size as u64);
 
-        let start = self.budget.reserve(Kind::Start, START_BYTES).await;
-        let mut head = BytesMut::with_capacity(START_BYTES);
+        let mut start = self.budget.reserve(Kind::Start, START_BYTES).await;
+        let mut head = start.buffer();
         reader.fill(&mut head, START_BYTES).await?;
         let (data, mut reservation) = if reader.at_end().await? {
             (head, start)
