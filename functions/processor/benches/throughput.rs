@@ -254,68 +254,108 @@ async fn s3_cases(
 
     // (e) a full batch: its groups run at once, as in the Lambda.
     if wants('e') {
-        let orders: Vec<u64> = (200..210).collect();
-        add_generated_orders(fake, &orders, 4, 32 * MIB, "batch", "Kart.tif");
         budget.reset_peak();
-        Rss::reset();
-        let cpu = Cpu::now();
-        let (elapsed, stored) = push_all(&processor, &orders).await;
-        let (used, rss) = (cpu.elapsed(), Rss::read());
-        empty(&s3, &bucket).await;
+        let run = run_batch(fake, &processor, &s3, &bucket, Batch::FULL_SQS_BATCH).await;
         println!(
-        "(e) full batch, 10 pushes x 4 x 32 MiB at once: {stored} assets in {:.2} s = {:.1} MiB/s; \
-         function CPU {:.2} s; {rss}; budget peak {:.0} of {} MiB",
-        elapsed.as_secs_f64(),
-        (stored as u64 * 32) as f64 / elapsed.as_secs_f64(),
-        used.function.as_secs_f64(),
-        budget.peak() as f64 / MIB as f64,
-        budget.total() >> 20,
-    );
+            "(e) full batch, 10 pushes x 4 x 32 MiB at once: {} assets in {:.2} s = {:.1} MiB/s; \
+             function CPU {:.2} s; {}; budget peak {:.0} of {} MiB",
+            run.stored,
+            run.elapsed.as_secs_f64(),
+            (run.stored as u64 * 32) as f64 / run.elapsed.as_secs_f64(),
+            run.cpu.function.as_secs_f64(),
+            run.rss,
+            budget.peak() as f64 / MIB as f64,
+            budget.total() >> 20,
+        );
     }
 
     // (f) many small files.
-    if !wants('f') {
-        return;
+    if wants('f') {
+        let run = run_batch(fake, &processor, &s3, &bucket, Batch::SMALL_FILES).await;
+        println!(
+            "(f) 20 pushes x 10 x 64 KiB at once: {} assets in {:.2} s; function CPU {:.2} s = \
+             {:.2} ms per file (fake KODE {:.2} s); {}",
+            run.stored,
+            run.elapsed.as_secs_f64(),
+            run.cpu.function.as_secs_f64(),
+            run.cpu.function.as_secs_f64() * 1000.0 / run.stored.max(1) as f64,
+            run.cpu.fake.as_secs_f64(),
+            run.rss,
+        );
     }
-    let orders: Vec<u64> = (300..320).collect();
-    add_generated_orders(fake, &orders, 10, 64 * 1024, "small", "Kart.pdf");
-    Rss::reset();
-    let cpu = Cpu::now();
-    let (elapsed, stored) = push_all(&processor, &orders).await;
-    let (used, rss) = (cpu.elapsed(), Rss::read());
-    empty(&s3, &bucket).await;
-    println!(
-        "(f) 20 pushes x 10 x 64 KiB at once: {stored} assets in {:.2} s; function CPU {:.2} s = \
-         {:.2} ms per file (fake KODE {:.2} s); {rss}",
-        elapsed.as_secs_f64(),
-        used.function.as_secs_f64(),
-        used.function.as_secs_f64() * 1000.0 / stored.max(1) as f64,
-        used.fake.as_secs_f64(),
-    );
 }
 
-/// Orders with `files` generated assets of `len` bytes each, ids
-/// `<prefix>-<order>-<n>`.
-fn add_generated_orders(
-    fake: &FakeKode,
-    orders: &[u64],
+/// Orders `orders`, each with `files` generated assets of `len` bytes (ids
+/// `<prefix>-<order>-<n>`), pushed at once as the groups of one batch.
+struct Batch {
+    orders: std::ops::Range<u64>,
     files: u64,
     len: u64,
-    prefix: &str,
-    name: &str,
-) {
-    for &order_id in orders {
+    prefix: &'static str,
+}
+
+impl Batch {
+    /// (e): 10 orders (an SQS batch) with 4 x 32 MiB files each.
+    const FULL_SQS_BATCH: Batch = Batch {
+        orders: 200..210,
+        files: 4,
+        len: 32 * MIB,
+        prefix: "batch",
+    };
+    /// (f): 20 orders with 10 x 64 KiB files each.
+    const SMALL_FILES: Batch = Batch {
+        orders: 300..320,
+        files: 10,
+        len: 64 * 1024,
+        prefix: "small",
+    };
+}
+
+/// What one batch case measured.
+struct BatchRun {
+    elapsed: Duration,
+    stored: usize,
+    cpu: CpuUsed,
+    rss: Rss,
+}
+
+/// Adds the batch's orders to the fake, pushes them all at once, then
+/// empties the bucket.
+async fn run_batch(
+    fake: &FakeKode,
+    processor: &Processor,
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    batch: Batch,
+) -> BatchRun {
+    let orders: Vec<u64> = batch.orders.collect();
+    for &order_id in &orders {
         let mut order = OrderSpec::new(order_id);
-        order.sub_orders[0].assets = (0..files)
+        order.sub_orders[0].assets = (0..batch.files)
             .map(|i| AssetSpec {
                 content: AssetContent::Generated {
-                    len,
+                    len: batch.len,
                     seed: order_id * 10 + i,
                 },
-                ..AssetSpec::ok(&format!("{prefix}-{order_id}-{i}"), name, Vec::new())
+                ..AssetSpec::ok(
+                    &format!("{}-{order_id}-{i}", batch.prefix),
+                    "Kart.pdf",
+                    Vec::new(),
+                )
             })
             .collect();
         fake.add_order(order);
+    }
+    Rss::reset();
+    let cpu = Cpu::now();
+    let (elapsed, stored) = push_all(processor, &orders).await;
+    let (cpu, rss) = (cpu.elapsed(), Rss::read());
+    empty(s3, bucket).await;
+    BatchRun {
+        elapsed,
+        stored,
+        cpu,
+        rss,
     }
 }
 
